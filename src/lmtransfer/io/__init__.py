@@ -1,0 +1,1 @@
+"""Data in: volumes, landmark files, coordinate frames and the validated manifest."""

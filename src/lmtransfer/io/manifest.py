@@ -1,0 +1,230 @@
+"""The validated manifest: one row per (case, landmark) with image geometry and both coordinate frames.
+
+Nothing is dropped silently: every image or landmark that is not used gets a row in the
+report, with the file and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lmtransfer.io.coords import Geometry
+from lmtransfer.io.landmarks import (
+    LANDMARK_SUFFIXES,
+    LandmarkFileError,
+    case_id_from_landmark_path,
+    landmarks_to_lps,
+    read_landmarks,
+)
+from lmtransfer.io.volumes import VolumeReadError, case_id_from_path, find_volumes, read_geometry, read_volume
+
+MANIFEST_COLUMNS = [
+    "case", "image_path", "spacing_i_mm", "spacing_j_mm", "spacing_k_mm", "size_i", "size_j", "size_k",
+    "orientation", "landmark", "x_lps_mm", "y_lps_mm", "z_lps_mm", "i", "j", "k", "in_image", "source",
+]
+REPORT_COLUMNS = ["severity", "case", "file", "problem"]
+
+
+@dataclass
+class IngestReport:
+    """Problems met while building the manifest (``error``: something not used; ``warning``: used, but look)."""
+
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, severity: str, case: str | None, file: object, problem: str) -> None:
+        self.rows.append({"severity": severity, "case": case or "", "file": str(file), "problem": problem})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=REPORT_COLUMNS)
+
+    @property
+    def n_errors(self) -> int:
+        return sum(r["severity"] == "error" for r in self.rows)
+
+
+def _probe_volume(path: Path, verify_voxels: bool) -> Geometry:
+    return Geometry.from_sitk(read_volume(path)) if verify_voxels else read_geometry(path)
+
+
+def collect_landmark_files(sources: list[Path]) -> list[Path]:
+    """Landmark files given directly or found (non-recursively) inside given folders."""
+    files: list[Path] = []
+    for source in sources:
+        source = Path(source)
+        if source.is_dir():
+            files.extend(sorted(p for p in source.iterdir() if p.name.lower().endswith(LANDMARK_SUFFIXES)))
+        elif source.exists():
+            files.append(source)
+        else:
+            raise FileNotFoundError(f"{source}: landmark file or folder does not exist")
+    return files
+
+
+def build_manifest(
+    images_dir: Path,
+    landmark_sources: list[Path],
+    *,
+    verify_voxels: bool = True,
+    workers: int = 1,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, IngestReport]:
+    """Read every volume's geometry and every landmark file; validate and join them by case.
+
+    Args:
+        images_dir: folder of volume files and/or DICOM-series subfolders; case id = file stem.
+        landmark_sources: landmark files and/or folders of them. Files without a ``case`` column
+            belong to the case named like the file (``case_007.mrk.json`` -> ``case_007``).
+        verify_voxels: read every voxel (finds truncated files and NaNs) instead of headers only.
+        workers: processes used to read volumes.
+
+    Returns:
+        The manifest (columns :data:`MANIFEST_COLUMNS`) and the report of problems.
+    """
+    report = IngestReport()
+    volume_paths = find_volumes(Path(images_dir))
+    if not volume_paths:
+        raise FileNotFoundError(f"{images_dir}: no volumes found (.nii.gz, .nii, .nrrd, .mha, .mhd or DICOM folders)")
+    geometries: dict[str, tuple[Path, Geometry]] = {}
+    results = _map(
+        _probe_volume, volume_paths, [verify_voxels] * len(volume_paths), workers=workers,
+        progress=progress, desc="reading volumes",
+    )
+    for path, result in zip(volume_paths, results):
+        case = case_id_from_path(path)
+        if isinstance(result, VolumeReadError):
+            report.add("error", case, path, str(result).removeprefix(f"{path}: "))
+        elif case in geometries:
+            report.add("error", case, path, f"case id also used by {geometries[case][0]}; rename one")
+        else:
+            geometries[case] = (path, result)
+
+    landmarks = _read_all_landmarks(collect_landmark_files(landmark_sources), report)
+    rows = []
+    for case, group in landmarks.groupby("case", sort=True):
+        if case not in geometries:
+            file_list = ", ".join(sorted({s.rsplit(':', 1)[0].split('#')[0] for s in group["source"]}))
+            report.add("error", case, file_list, f"{len(group)} landmark(s) for a case with no readable image")
+            continue
+        rows.extend(_validate_case(case, group, *geometries[case], report))
+    with_landmarks = set(landmarks["case"])
+    for case, (path, _) in geometries.items():
+        if case not in with_landmarks:
+            report.add("warning", case, path, "image has no landmarks")
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values(["case", "landmark"], kind="stable")
+    return manifest.reset_index(drop=True), report
+
+
+def _map(function, *iterables, workers: int, progress: bool, desc: str) -> list:
+    """Apply ``function`` to zipped arguments, in processes when ``workers > 1``; errors are returned."""
+
+    def guarded(args):
+        try:
+            return function(*args)
+        except VolumeReadError as exc:
+            return exc
+
+    arguments = list(zip(*iterables))
+    bar = tqdm(total=len(arguments), desc=desc, unit="case", disable=not progress)
+    results = []
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(function, *args) for args in arguments]
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except VolumeReadError as exc:
+                    results.append(exc)
+                bar.update()
+    else:
+        for args in arguments:
+            results.append(guarded(args))
+            bar.update()
+    bar.close()
+    return results
+
+
+def _read_all_landmarks(files: list[Path], report: IngestReport) -> pd.DataFrame:
+    frames = []
+    for path in files:
+        try:
+            frame = read_landmarks(path)
+        except (LandmarkFileError, OSError) as exc:
+            report.add("error", case_id_from_landmark_path(path), path, str(exc).removeprefix(f"{path}: "))
+            continue
+        if frame.empty:
+            report.add("warning", case_id_from_landmark_path(path), path, "landmark file holds no points")
+            continue
+        frame["case"] = frame["case"].fillna(case_id_from_landmark_path(path))
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["case", "landmark", "x", "y", "z", "space", "source"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _validate_case(case: str, group: pd.DataFrame, image_path: Path, geometry: Geometry, report: IngestReport) -> list[dict]:
+    rows = []
+    first_source: dict[str, str] = {}
+    group = group.reset_index(drop=True)
+    coordinates = group[["x", "y", "z"]].to_numpy(dtype=float)
+    finite = np.isfinite(coordinates).all(axis=1)
+    points_lps = np.full_like(coordinates, np.nan)
+    if finite.any():
+        points_lps[finite] = landmarks_to_lps(group[finite], geometry)
+    ijk = geometry.lps_to_index(points_lps)
+    inside = geometry.contains_index(ijk)
+    for index, record in group.iterrows():
+        name, source = record["landmark"], record["source"]
+        if not name:
+            report.add("error", case, source, "landmark without a name; not used")
+            continue
+        if not finite[index]:
+            report.add("error", case, source, f"landmark {name!r} has a missing or NaN coordinate; not used")
+            continue
+        if name in first_source:
+            report.add("error", case, source, f"duplicate landmark {name!r} (first given at {first_source[name]}); the first is kept")
+            continue
+        first_source[name] = source
+        if not inside[index]:
+            report.add(
+                "warning", case, source,
+                f"landmark {name!r} at LPS {np.round(points_lps[index], 1).tolist()} mm lies outside the image "
+                f"(voxel {np.round(ijk[index], 1).tolist()}, size {list(geometry.size_ijk)}); kept with in_image=False",
+            )
+        rows.append(
+            {
+                "case": case, "image_path": str(image_path),
+                "spacing_i_mm": geometry.spacing_mm[0], "spacing_j_mm": geometry.spacing_mm[1],
+                "spacing_k_mm": geometry.spacing_mm[2],
+                "size_i": geometry.size_ijk[0], "size_j": geometry.size_ijk[1], "size_k": geometry.size_ijk[2],
+                "orientation": geometry.orientation, "landmark": name,
+                "x_lps_mm": points_lps[index, 0], "y_lps_mm": points_lps[index, 1], "z_lps_mm": points_lps[index, 2],
+                "i": ijk[index, 0], "j": ijk[index, 1], "k": ijk[index, 2],
+                "in_image": bool(inside[index]), "source": source,
+            }
+        )
+    return rows
+
+
+def write_outputs(manifest: pd.DataFrame, report: IngestReport, out_dir: Path) -> dict:
+    """Write ``manifest.csv``, ``ingest_report.csv`` and ``ingest_summary.json``; return the summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(out_dir / "manifest.csv", index=False, float_format="%.4f")
+    report.frame().to_csv(out_dir / "ingest_report.csv", index=False)
+    summary = {
+        "cases": int(manifest["case"].nunique()) if len(manifest) else 0,
+        "landmarks": int(len(manifest)),
+        "landmark_kinds": int(manifest["landmark"].nunique()) if len(manifest) else 0,
+        "outside_image": int((~manifest["in_image"].astype(bool)).sum()) if len(manifest) else 0,
+        "errors": report.n_errors,
+        "warnings": len(report.rows) - report.n_errors,
+    }
+    (out_dir / "ingest_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

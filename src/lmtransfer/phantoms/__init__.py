@@ -1,0 +1,1 @@
+"""Procedural phantoms used as built-in default data."""

@@ -1,0 +1,315 @@
+"""Procedural torso CT phantom: CT-like volumes in HU with 64 named landmarks in LPS mm.
+
+One case = :class:`~lmtransfer.phantoms.torso_anatomy.TorsoBuilder` anatomy, a posture tilt and
+smooth deformation (:class:`~lmtransfer.phantoms.shapes.BodyWarp`), tissue labels painted on an
+anisotropic voxel grid, then CT numbers with tissue texture, partial-volume blur and correlated
+quantum noise. Cases are deterministic functions of ``(seed, case index)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from scipy import ndimage
+from tqdm import tqdm
+
+from lmtransfer.io.coords import Geometry
+from lmtransfer.io.landmarks import write_slicer_json
+from lmtransfer.phantoms.shapes import BodyWarp, SmoothFunction1D, rotation
+from lmtransfer.phantoms.tissues import Tissue, hu_table
+from lmtransfer.phantoms.torso_anatomy import LANDMARKS, TorsoAnatomy, TorsoBuilder
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PhantomCTConfig:
+    """Knobs of the torso phantom (``phantom_ct`` in ``params.yaml``)."""
+
+    n_cases: int = 120
+    seed: int = 17680
+    spacing_inplane_mm: float = 1.2
+    spacing_inplane_jitter: float = 0.08
+    slice_mm_choices: tuple[float, ...] = (2.0, 2.5, 3.0)
+    slice_mm_weights: tuple[float, ...] = (0.25, 0.5, 0.25)
+    noise_hu_range: tuple[float, float] = (8.0, 20.0)
+    fov_cut_probability: float = 0.3
+    tilt_deg: float = 3.0
+    warp_mm: float = 5.0
+
+    def fingerprint(self) -> str:
+        """Everything that changes a case's voxels; stored beside each case to detect stale files."""
+        fields = asdict(self)
+        fields.pop("n_cases")
+        fields["format"] = FORMAT_VERSION
+        return json.dumps(fields, sort_keys=True)
+
+
+@dataclass
+class PhantomCase:
+    """A rendered case: HU image, tissue labels, and landmarks in physical LPS mm."""
+
+    case_id: str
+    image: sitk.Image
+    labels: sitk.Image
+    landmarks_lps_mm: dict[str, np.ndarray]
+    in_image: dict[str, bool]
+    meta: dict = field(default_factory=dict)
+
+
+def case_id(index: int) -> str:
+    return f"case_{index:03d}"
+
+
+def _sample_warp(rng: np.random.Generator, anatomy: TorsoAnatomy, cfg: PhantomCTConfig) -> BodyWarp:
+    centre = 0.5 * (anatomy.extent_low + anatomy.extent_high)
+    tilt = rotation(*rng.normal(0.0, cfg.tilt_deg, 3))
+    f = lambda amplitude: SmoothFunction1D.random(rng, amplitude)
+    return BodyWarp(
+        centre=centre, rot=tilt, bend_x=f(cfg.warp_mm), bend_y=f(cfg.warp_mm), scale_x=f(0.03), scale_y=f(0.03),
+        lift_x=f(cfg.warp_mm * 0.6), lift_y=f(cfg.warp_mm * 0.6),
+    )
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox, step: tuple[int, ...] = (1, 1, 1)) -> np.ndarray:
+    """Gaussian random field with unit variance; generated on a grid ``step`` times coarser, then upsampled."""
+    coarse_shape = tuple(s if k == 1 else max(int(np.ceil(s / k)) + 1, 2) for s, k in zip(shape, step))
+    field_ = rng.standard_normal(coarse_shape, dtype=np.float32)
+    field_ = ndimage.gaussian_filter(field_, np.asarray(sigma_vox) / np.asarray(step), mode="wrap", truncate=3.0)
+    if step != (1, 1, 1):
+        field_ = ndimage.zoom(field_, [(s + 1) / c for s, c in zip(shape, coarse_shape)], order=1, grid_mode=True, mode="nearest")
+        field_ = field_[: shape[0], : shape[1], : shape[2]]
+    field_ -= field_.mean()
+    field_ /= field_.std() + 1e-6
+    return field_
+
+
+def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:
+    """Render case ``index`` of the phantom set described by ``cfg`` (deterministic)."""
+    rng = np.random.default_rng([cfg.seed, index])
+    anatomy = TorsoBuilder(rng, cfg.fov_cut_probability).build()
+    warp = _sample_warp(rng, anatomy, cfg)
+    inplane = cfg.spacing_inplane_mm * (1 + rng.uniform(-cfg.spacing_inplane_jitter, cfg.spacing_inplane_jitter))
+    inplane = round(float(inplane), 4)
+    slice_mm = float(rng.choice(cfg.slice_mm_choices, p=np.asarray(cfg.slice_mm_weights) / np.sum(cfg.slice_mm_weights)))
+    spacing = np.array([inplane, inplane, slice_mm])
+    margin = warp.displacement_bound_mm(200.0) * 0.5 + 10.0
+    low = anatomy.extent_low - [margin, margin, 0]
+    high = anatomy.extent_high + [margin, margin, 0]
+    size = np.floor((high - low) / spacing).astype(int) + 1
+    px, py, pz = (low[a] + spacing[a] * np.arange(size[a]) for a in range(3))
+    qx, qy, qz = warp.canonical_grid(px, py, pz)
+
+    labels = np.zeros(size[::-1], dtype=np.uint8)
+    boxes = _index_boxes(anatomy, warp, low, spacing, size)
+    for op, sl in zip(anatomy.ops, boxes):
+        if sl is None:
+            continue
+        mask = op.shape.contains(qx[sl], qy[sl], qz[sl])
+        if op.only_on is not None:
+            mask &= np.isin(labels[sl], np.array(op.only_on, dtype=np.uint8))
+        labels[sl][mask] = op.tissue
+    del qx, qy, qz
+
+    hu, noise_hu = _intensities(labels, spacing, anatomy.phase, rng, cfg)
+
+    # scanner coordinates: table position along z and a small in-plane offset
+    offset = np.array([rng.normal(0, 8), rng.normal(0, 8), rng.uniform(-900.0, -500.0)])
+    origin = low + offset
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing(spacing.tolist())
+    image.SetOrigin(origin.tolist())
+    label_image = sitk.GetImageFromArray(labels)
+    label_image.CopyInformation(image)
+    geometry = Geometry.from_sitk(image)
+    names = list(LANDMARKS)
+    canonical = np.array([anatomy.landmarks[n] for n in names])
+    physical = warp.physical(canonical) + offset
+    inside = geometry.contains_index(geometry.lps_to_index(physical))
+    meta = {
+        "case": case_id(index), "phase": anatomy.phase, "spacing_mm": spacing.round(4).tolist(),
+        "size": size.tolist(), "noise_hu": round(noise_hu, 2),
+        "landmarks_in_image": int(inside.sum()), **{f"factor_{k}": round(v, 4) for k, v in anatomy.factors.items()},
+    }
+    return PhantomCase(
+        case_id=case_id(index), image=image, labels=label_image,
+        landmarks_lps_mm=dict(zip(names, physical)), in_image=dict(zip(names, inside.tolist())), meta=meta,
+    )
+
+
+def _index_boxes(anatomy: TorsoAnatomy, warp: BodyWarp, low, spacing, size) -> list:
+    """Voxel slices covering each paint operation's canonical bounding box (``None`` if off the grid).
+
+    The box corners are mapped exactly through the inverse warp; the warp is smooth (wavelengths
+    of 18 cm and more), so a margin of 6 % of the box size plus two voxels covers its curvature.
+    """
+    bounds = np.array([op.shape.bounds() for op in anatomy.ops])  # (n, 2, 3)
+    grid = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)])
+    corners = np.stack([bounds[:, grid[:, 0], 0], bounds[:, grid[:, 1], 1], bounds[:, grid[:, 2], 2]], axis=-1)
+    phys = warp.physical(corners.reshape(-1, 3)).reshape(corners.shape)
+    extent = bounds[:, 1] - bounds[:, 0]
+    pad = 0.06 * extent.max(axis=1, keepdims=True) + 2.0 * spacing.max()
+    pmin, pmax = phys.min(axis=1) - pad, phys.max(axis=1) + pad
+    i0 = np.maximum(np.floor((pmin - low) / spacing).astype(int), 0)
+    i1 = np.minimum(np.ceil((pmax - low) / spacing).astype(int) + 1, size)
+    return [
+        None if np.any(b <= a) else (slice(a[2], b[2]), slice(a[1], b[1]), slice(a[0], b[0]))
+        for a, b in zip(i0, i1)
+    ]
+
+
+def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.random.Generator, cfg: PhantomCTConfig):
+    """CT numbers from tissue labels: texture, bowel and lung vessels, partial volume, quantum noise."""
+    shape = labels.shape
+    sp = spacing[::-1]  # array order (z, y, x)
+    means, textures = (np.asarray(v, dtype=np.float32) for v in hu_table(phase))
+    bone_density = rng.uniform(0.7, 1.2)
+    means[Tissue.CANCELLOUS_BONE] *= bone_density
+    means[Tissue.CORTICAL_BONE] *= 0.85 + 0.15 * bone_density
+    fine = _smooth_noise(rng, shape, 0.9 / sp)
+    coarse = _smooth_noise(rng, shape, 5.0 / sp, step=(2, 4, 4))
+    texture = 0.75 * fine + 0.65 * coarse
+    hu = means[labels] + textures[labels] * texture
+
+    abdomen = labels == Tissue.ABDOMEN
+    loops = _smooth_noise(rng, shape, 7.0 / sp, step=(2, 4, 4))
+    gas = _smooth_noise(rng, shape, 6.0 / sp, step=(2, 4, 4))
+    bowel = abdomen & (loops > -0.1)
+    wall = abdomen & (np.abs(loops + 0.1) < 0.12)
+    hu[bowel] = means[Tissue.BOWEL] + 15.0 * texture[bowel]
+    hu[bowel & (gas > 1.2)] = -930.0
+    hu[wall] = means[Tissue.BOWEL] + 20.0
+    del loops, gas, bowel, wall, abdomen
+
+    lung = labels == Tissue.LUNG
+    v1 = _smooth_noise(rng, shape, 3.0 / sp, step=(1, 2, 2))
+    v2 = _smooth_noise(rng, shape, 3.0 / sp, step=(1, 2, 2))
+    vessels = lung & (np.abs(v1) < 0.17) & (np.abs(v2) < 0.17)
+    hu[vessels] += 780.0 + 40.0 * texture[vessels]
+    del v1, v2, vessels, lung
+
+    # partial volume: in-plane PSF about 1 mm FWHM, slice profile about the slice thickness
+    hu = ndimage.gaussian_filter(hu, sigma=[0.42, 0.45 / sp[1], 0.45 / sp[2]], truncate=2.5)
+    noise_hu = float(rng.uniform(*cfg.noise_hu_range))
+    quantum = rng.standard_normal(shape, dtype=np.float32)
+    quantum = ndimage.gaussian_filter(quantum, sigma=[0.0, 0.7, 0.7], truncate=2.5)
+    quantum *= noise_hu / (quantum.std() + 1e-6)
+    hu += quantum
+    np.clip(hu, -1024, 3071, out=hu)
+    return np.rint(hu).astype(np.int16), noise_hu
+
+
+@dataclass(frozen=True)
+class CasePaths:
+    image: Path
+    labels: Path
+    landmarks: Path
+    meta: Path
+
+    @classmethod
+    def of(cls, out_dir: Path, cid: str) -> CasePaths:
+        out_dir = Path(out_dir)
+        return cls(
+            out_dir / "images" / f"{cid}.nii.gz", out_dir / "labels" / f"{cid}.nii.gz",
+            out_dir / "landmarks" / f"{cid}.mrk.json", out_dir / "meta" / f"{cid}.json",
+        )
+
+    def complete(self, fingerprint: str) -> bool:
+        if not all(p.exists() for p in (self.image, self.labels, self.landmarks, self.meta)):
+            return False
+        try:
+            return json.loads(self.meta.read_text()).get("fingerprint") == fingerprint
+        except (json.JSONDecodeError, OSError):
+            return False
+
+
+def write_case(case: PhantomCase, out_dir: Path, fingerprint: str) -> CasePaths:
+    """Write one case atomically (temporary names, then rename; the meta file last marks it done)."""
+    paths = CasePaths.of(out_dir, case.case_id)
+    for p in (paths.image, paths.labels, paths.landmarks, paths.meta):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    tmp_image = paths.image.with_name(f".tmp_{paths.image.name}")
+    tmp_labels = paths.labels.with_name(f".tmp_{paths.labels.name}")
+    sitk.WriteImage(case.image, str(tmp_image), useCompression=True)
+    sitk.WriteImage(case.labels, str(tmp_labels), useCompression=True)
+    os.replace(tmp_image, paths.image)
+    os.replace(tmp_labels, paths.labels)
+    visible = [n for n in LANDMARKS if case.in_image[n]]
+    write_slicer_json(paths.landmarks, visible, np.array([case.landmarks_lps_mm[n] for n in visible]).reshape(-1, 3))
+    truth = {n: {"lps_mm": np.round(case.landmarks_lps_mm[n], 3).tolist(), "in_image": case.in_image[n]} for n in LANDMARKS}
+    meta = {**case.meta, "fingerprint": fingerprint, "landmarks": truth}
+    tmp_meta = paths.meta.with_name(f".tmp_{paths.meta.name}")
+    tmp_meta.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp_meta, paths.meta)
+    return paths
+
+
+def _render_and_write(index: int, cfg: PhantomCTConfig, out_dir: Path) -> dict:
+    start = time.perf_counter()
+    case = render_case(index, cfg)
+    write_case(case, out_dir, cfg.fingerprint())
+    return {**case.meta, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def generate_dataset(cfg: PhantomCTConfig, out_dir: Path, workers: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Render ``cfg.n_cases`` cases into ``out_dir``; cases already written with the same settings are kept.
+
+    Layout: ``images/case_XXX.nii.gz`` (int16 HU), ``labels/case_XXX.nii.gz`` (uint8 tissue
+    labels, see ``tissues.json``), ``landmarks/case_XXX.mrk.json`` (landmarks inside the image,
+    LPS mm, 3D Slicer markups), ``meta/case_XXX.json`` (case parameters and all 64 landmarks with
+    an in-image flag), plus ``cases.csv``, ``landmarks.csv`` and ``tissues.json``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = cfg.fingerprint()
+    todo = [i for i in range(cfg.n_cases) if not CasePaths.of(out_dir, case_id(i)).complete(fingerprint)]
+    _remove_extra_cases(out_dir, cfg.n_cases)
+    bar = tqdm(total=cfg.n_cases, initial=cfg.n_cases - len(todo), desc="phantom CT", unit="case", disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(_render_and_write, todo, [cfg] * len(todo), [out_dir] * len(todo)):
+                bar.update()
+    else:
+        for i in todo:
+            _render_and_write(i, cfg, out_dir)
+            bar.update()
+    bar.close()
+    return write_index(out_dir, cfg.n_cases)
+
+
+def _remove_extra_cases(out_dir: Path, n_cases: int) -> None:
+    """Cases beyond ``n_cases`` (from an earlier, larger run) would leak into ingestion: remove them."""
+    for sub, suffix in (("images", ".nii.gz"), ("labels", ".nii.gz"), ("landmarks", ".mrk.json"), ("meta", ".json")):
+        folder = out_dir / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(f"case_*{suffix}"):
+            number = path.name[len("case_") : -len(suffix)]
+            if number.isdigit() and int(number) >= n_cases:
+                path.unlink()
+
+
+def write_index(out_dir: Path, n_cases: int) -> pd.DataFrame:
+    """Dataset-level tables from the per-case meta files: ``cases.csv``, ``landmarks.csv``, ``tissues.json``."""
+    cases, rows = [], []
+    for i in range(n_cases):
+        meta = json.loads(CasePaths.of(out_dir, case_id(i)).meta.read_text())
+        truth = meta.pop("landmarks")
+        meta.pop("fingerprint", None)
+        cases.append(meta)
+        for name, entry in truth.items():
+            x, y, z = entry["lps_mm"]
+            rows.append({"case": meta["case"], "landmark": name, "x": x, "y": y, "z": z, "space": "LPS", "in_image": entry["in_image"]})
+    table = pd.DataFrame(cases)
+    table.to_csv(out_dir / "cases.csv", index=False)
+    pd.DataFrame(rows).to_csv(out_dir / "landmarks_truth.csv", index=False)
+    (out_dir / "tissues.json").write_text(json.dumps({t.name.lower(): int(t) for t in Tissue}, indent=1))
+    return table
