@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +50,28 @@ def read_volume(path: Path) -> sitk.Image:
     """
     path = Path(path)
     image = _guarded(path, lambda: _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path)))
+    if path.name.lower().endswith(".gz"):
+        _check_gzip_complete(path)
     _check_3d_scalar(path, image.GetDimension(), image.GetNumberOfComponentsPerPixel())
     array = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise VolumeReadError(f"{path}: {bad} voxels are NaN or infinite")
     return image
+
+
+def _check_gzip_complete(path: Path, chunk_bytes: int = 1 << 22) -> None:
+    """Raise if a gzip stream ends early: ITK's NIfTI reader fills a truncated file with zeros silently."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            try:
+                decompressor.decompress(chunk, 0)
+            except zlib.error as exc:
+                raise VolumeReadError(f"{path}: corrupt gzip data ({exc})") from exc
+            if decompressor.eof:
+                return
+    raise VolumeReadError(f"{path}: truncated file (the gzip stream ends before its end marker)")
 
 
 def read_geometry(path: Path) -> Geometry:

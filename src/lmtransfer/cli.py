@@ -1,0 +1,177 @@
+"""The ``lmtransfer`` command: one subcommand per pipeline job; the logic lives in importable modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from lmtransfer import __version__
+
+
+def _params(args):
+    from lmtransfer.config import load_params
+
+    return load_params(args.params)
+
+
+def cmd_phantom_ct(args) -> int:
+    from lmtransfer.phantoms.torso_ct import case_id, generate_dataset, write_index
+
+    params = _params(args).phantom_ct
+    cfg = params.phantom
+    if args.n_cases is not None:
+        cfg = replace(cfg, n_cases=args.n_cases)
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+    if args.spacing_inplane_mm is not None:
+        cfg = replace(cfg, spacing_inplane_mm=args.spacing_inplane_mm)
+    out_dir = Path(args.out or params.out_dir)
+    workers = args.workers or params.workers
+    start = time.perf_counter()
+    table = generate_dataset(cfg, out_dir, workers=workers, progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    print(f"{len(table)} cases in {out_dir} ({elapsed:.1f} s); "
+          f"landmarks inside the image per case: {table['landmarks_in_image'].min()}-{table['landmarks_in_image'].max()} of 64")
+    if args.preview:
+        import numpy as np
+        import SimpleITK as sitk
+
+        from lmtransfer.phantoms.preview import save_preview
+
+        for index in params.preview_cases:
+            if index >= cfg.n_cases:
+                continue
+            cid = case_id(index)
+            meta = json.loads((out_dir / "meta" / f"{cid}.json").read_text())
+            visible = {k: np.array(v["lps_mm"]) for k, v in meta["landmarks"].items() if v["in_image"]}
+            image = sitk.ReadImage(str(out_dir / "images" / f"{cid}.nii.gz"))
+            path = save_preview(image, visible, out_dir / "previews" / f"{cid}.png", title=f"{cid} ({meta['phase']} phase)")
+            print(f"preview: {path}")
+    write_index(out_dir, cfg.n_cases)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from lmtransfer.io.manifest import build_manifest, write_outputs
+
+    params = _params(args).ingest
+    images = Path(args.images or params.images)
+    landmarks = [Path(p) for p in (args.landmarks or params.landmarks)]
+    out_dir = Path(args.out or params.out_dir)
+    verify = params.verify_voxels if args.verify is None else args.verify
+    manifest, report = build_manifest(images, landmarks, verify_voxels=verify, workers=args.workers or params.workers, progress=not args.quiet)
+    summary = write_outputs(manifest, report, out_dir)
+    print(f"manifest: {out_dir / 'manifest.csv'} ({summary['cases']} cases, {summary['landmarks']} landmarks, "
+          f"{summary['landmark_kinds']} kinds, {summary['outside_image']} outside the image)")
+    print(f"report: {out_dir / 'ingest_report.csv'} ({summary['errors']} errors, {summary['warnings']} warnings)")
+    for row in report.rows[:20]:
+        print(f"  {row['severity']}: {row['file']}: {row['problem']}")
+    if len(report.rows) > 20:
+        print(f"  ... {len(report.rows) - 20} more in the report")
+    strict = params.strict if args.strict is None else args.strict
+    return 1 if strict and report.n_errors else 0
+
+
+def cmd_realism(args) -> int:
+    from lmtransfer.phantoms.realism import compare
+
+    phantom = Path(args.phantom)
+    metas = sorted((phantom / "meta").glob("case_*.json"))
+    chosen = []
+    for meta_path in metas:
+        meta = json.loads(meta_path.read_text())
+        if meta["phase"] == args.phase:
+            cid = meta["case"]
+            chosen.append((phantom / "images" / f"{cid}.nii.gz", phantom / "labels" / f"{cid}.nii.gz"))
+        if len(chosen) >= args.cases:
+            break
+    if not chosen:
+        print(f"no phantom cases in {args.phase} phase under {phantom}", file=sys.stderr)
+        return 2
+    table = compare(Path(args.real_dicom), Path(args.real_seg), chosen, Path(args.out))
+    summary = table.assign(source=table["source"].where(table["source"] == "real CT", "phantom"))
+    summary = summary.groupby(["tissue", "source"])[["mean_hu", "std_hu", "noise_hu"]].mean().round(1)
+    print(summary.to_string())
+    print(f"written: {Path(args.out) / 'realism.csv'}, {Path(args.out) / 'realism_histograms.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmtransfer",
+        description="Landmark pre-training of CNNs on 3D CT and transfer to lesion recognition. "
+        "Each subcommand is one pipeline job; settings come from params.yaml, options override them.",
+    )
+    parser.add_argument("--version", action="version", version=f"lmtransfer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "phantom-ct",
+        help="generate the built-in torso CT phantom set (volumes in HU + 64 landmarks in LPS mm)",
+        description="Render N procedural torso CT cases: int16 HU volumes (.nii.gz), tissue label maps, "
+        "landmarks inside each image as 3D Slicer markups (LPS mm), per-case parameters. Deterministic from "
+        "the seed; cases already written with the same settings are kept, so an interrupted run resumes.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (section phantom_ct)")
+    p.add_argument("--n-cases", type=int, help="number of cases (default: params)")
+    p.add_argument("--seed", type=int, help="random seed (default: params)")
+    p.add_argument("--spacing-inplane-mm", type=float, help="in-plane spacing, e.g. 0.7 for clinical resolution")
+    p.add_argument("--out", help="output folder (default: params)")
+    p.add_argument("--workers", type=int, help="processes (default: params)")
+    p.add_argument("--preview", action="store_true", help="also save PNGs of three planes with landmarks")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_phantom_ct)
+
+    p = sub.add_parser(
+        "ingest",
+        help="validate volumes + landmark files and write the manifest and a problem report",
+        description="Read volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) and landmark files (CSV "
+        "case,landmark,x,y,z[,space]; 3D Slicer .mrk.json and .fcsv; VerSe *_ctd.json), convert every "
+        "landmark to LPS mm and voxel index, and write manifest.csv, ingest_report.csv (every problem, "
+        "with file and reason) and ingest_summary.json.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (section ingest)")
+    p.add_argument("--images", help="folder of volumes / DICOM series folders")
+    p.add_argument("--landmarks", nargs="+", help="landmark files or folders")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--workers", type=int, help="processes reading volumes")
+    p.add_argument("--verify", dest="verify", action="store_true", default=None, help="read every voxel (finds truncated files, NaN)")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="read headers only (fast)")
+    p.add_argument("--strict", dest="strict", action="store_true", default=None, help="exit 1 when the report has errors")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "realism",
+        help="compare phantom HU statistics, noise and texture with a real CT series",
+        description="Per-tissue HU mean, spread, percentiles and noise of phantom cases (one contrast phase) "
+        "next to a real CT series with a TotalSegmentator-style segmentation; writes a CSV and histograms.",
+    )
+    p.add_argument("--phantom", default="data/phantom_ct", help="phantom folder")
+    p.add_argument("--real-dicom", default="../shared/data/real_ct_dicom", help="real CT (DICOM folder or volume)")
+    p.add_argument("--real-seg", default="../shared/data/real_ct_dicom_seg.nii.gz", help="its label map")
+    p.add_argument("--phase", default="portal", choices=["native", "arterial", "portal"], help="phantom phase to compare")
+    p.add_argument("--cases", type=int, default=5, help="phantom cases to use")
+    p.add_argument("--out", default="reports/realism", help="output folder")
+    p.set_defaults(func=cmd_realism)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lmtransfer.config import ConfigError
+    from lmtransfer.io.volumes import VolumeReadError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, VolumeReadError, FileNotFoundError) as exc:
+        print(f"lmtransfer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The manifest on a deliberately broken folder: every problem is reported, nothing dropped silently."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from conftest import DIRECTIONS, make_image
+from lmtransfer.io.coords import Geometry
+from lmtransfer.io.landmarks import write_slicer_json
+from lmtransfer.io.manifest import build_manifest, write_outputs
+
+
+@pytest.fixture
+def broken_folder(tmp_path):
+    images, marks = tmp_path / "images", tmp_path / "landmarks"
+    images.mkdir()
+    marks.mkdir()
+    good = make_image(direction=DIRECTIONS["oblique"])
+    sitk.WriteImage(good, str(images / "good.nii.gz"))
+    sitk.WriteImage(make_image(), str(images / "lonely.nrrd"))
+    (images / "corrupt.nii.gz").write_bytes(b"not an image")
+    geometry = Geometry.from_sitk(good)
+    inside = geometry.index_to_lps([[5, 5, 3], [1, 2, 3]])
+    outside = geometry.index_to_lps([[40, 5, 3]])
+    write_slicer_json(marks / "good.mrk.json", ["a", "b", "far", "a"], np.vstack([inside, outside, inside[:1] + 1]))
+    (marks / "extra.csv").write_text("case,landmark,x,y,z\ngood,nan_point,1,,3\nghost,c,0,0,0\n")
+    (marks / "corrupt.csv").write_text("case,landmark,x,y,z,space\ncorrupt,d,1,2,3,LPS\n")
+    (marks / "weird.csv").write_text("case,landmark,x,y,z,space\ngood,e,1,2,3,scanner\n")
+    return images, marks, geometry, inside
+
+
+def test_broken_folder_report(broken_folder, tmp_path):
+    images, marks, geometry, inside = broken_folder
+    manifest, report = build_manifest(images, [marks], progress=False)
+    problems = report.frame()
+    text = "\n".join(f"{r.severity}|{r.case}|{r.file}|{r.problem}" for r in problems.itertuples())
+    assert "error|corrupt|" in text and "cannot read volume" in text
+    assert "landmark(s) for a case with no readable image" in text  # corrupt.csv and ghost
+    assert "duplicate landmark 'a'" in text
+    assert "'far'" in text and "outside the image" in text
+    assert "'nan_point' has a missing or NaN coordinate" in text
+    assert "weird.csv:2: unknown coordinate system 'scanner'" in text
+    assert "warning|lonely|" in text and "image has no landmarks" in text
+    # what is kept, is right
+    good = manifest[manifest["case"] == "good"].set_index("landmark")
+    assert sorted(good.index) == ["a", "b", "far"]
+    np.testing.assert_allclose(good.loc["a", ["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy(float), inside[0], atol=1e-3)
+    np.testing.assert_allclose(good.loc["b", ["i", "j", "k"]].to_numpy(float), [1, 2, 3], atol=1e-3)
+    assert good.loc["far", "in_image"] == False  # noqa: E712
+    assert good.loc["a", "orientation"] == geometry.orientation
+
+    summary = write_outputs(manifest, report, tmp_path / "out")
+    assert summary["errors"] == report.n_errors >= 5
+    assert pd.read_csv(tmp_path / "out" / "manifest.csv").shape[0] == len(manifest)
+    assert json.loads((tmp_path / "out" / "ingest_summary.json").read_text())["outside_image"] == 1
+
+
+def test_parallel_reading_gives_the_same_manifest(broken_folder):
+    images, marks, *_ = broken_folder
+    serial, _ = build_manifest(images, [marks], progress=False, workers=1)
+    parallel, _ = build_manifest(images, [marks], progress=False, workers=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+
+
+def test_real_ct_landmark_from_flipped_segmentation(shared_data, tmp_path):
+    """The seg is stored y-flipped; a liver centroid taken in physical space lands on liver in the CT."""
+    seg = sitk.ReadImage(str(shared_data / "real_ct_dicom_seg.nii.gz"))
+    labels = sitk.GetArrayFromImage(seg)
+    k, j, i = np.nonzero(labels == 5)  # TotalSegmentator: liver
+    centroid_ijk = np.array([i.mean(), j.mean(), k.mean()])
+    centroid_lps = Geometry.from_sitk(seg).index_to_lps(centroid_ijk)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "real").symlink_to(shared_data / "real_ct_dicom", target_is_directory=True)
+    (tmp_path / "real.csv").write_text(f"landmark,x,y,z\nliver_centroid,{centroid_lps[0]},{centroid_lps[1]},{centroid_lps[2]}\n")
+    manifest, report = build_manifest(images, [tmp_path / "real.csv"], progress=False)
+    assert report.n_errors == 0
+    row = manifest.iloc[0]
+    ct = sitk.ReadImage([str(p) for p in sorted((shared_data / "real_ct_dicom").iterdir())])
+    hu = sitk.GetArrayFromImage(ct)[int(round(row.k)), int(round(row.j)), int(round(row.i))]
+    assert 40 < hu < 160, f"liver centroid at HU {hu}"
+    # same physical point, so the CT row index is the mirror of the segmentation's (y stored flipped)
+    np.testing.assert_allclose([row.i, row.j, row.k], [centroid_ijk[0], 511 - centroid_ijk[1], centroid_ijk[2]], atol=1e-3)

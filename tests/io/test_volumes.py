@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import DIRECTIONS, make_image
+from lmtransfer.io.coords import Geometry
+from lmtransfer.io.volumes import VolumeReadError, case_id_from_path, find_volumes, read_geometry, read_volume
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"])
+def test_formats_keep_geometry(tmp_path, suffix):
+    image = make_image(direction=DIRECTIONS["oblique"])
+    path = tmp_path / f"case_a{suffix}"
+    sitk.WriteImage(image, str(path))
+    full = Geometry.from_sitk(read_volume(path))
+    header = read_geometry(path)
+    for geometry in (full, header):
+        assert geometry.size_ijk == image.GetSize()
+        np.testing.assert_allclose(geometry.spacing_mm, image.GetSpacing(), rtol=1e-6)
+        np.testing.assert_allclose(geometry.origin_lps_mm, image.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(geometry.direction, DIRECTIONS["oblique"], atol=1e-5)
+    assert case_id_from_path(path) == "case_a"
+
+
+def test_real_dicom_series(shared_data):
+    folder = shared_data / "real_ct_dicom"
+    image = read_volume(folder)
+    geometry = Geometry.from_sitk(image)
+    assert geometry.size_ijk == (512, 512, 20)
+    np.testing.assert_allclose(geometry.spacing_mm, (0.9765625, 0.9765625, 2.0))
+    assert geometry.orientation == "LPS"
+    hu = sitk.GetArrayViewFromImage(image)
+    assert hu.min() <= -1000 and 200 < hu.max() < 4000  # air and bone in Hounsfield units
+    assert find_volumes(shared_data) == [folder, shared_data / "real_ct_dicom_seg.nii.gz"]
+
+
+def test_corrupt_file_error_names_the_file(tmp_path):
+    path = tmp_path / "broken.nii.gz"
+    path.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(VolumeReadError, match="broken.nii.gz: cannot read volume"):
+        read_volume(path)
+    with pytest.raises(VolumeReadError, match="broken.nii.gz"):
+        read_geometry(path)
+
+
+def test_truncated_file_is_caught_by_full_read(tmp_path):
+    path = tmp_path / "cut.nii.gz"
+    sitk.WriteImage(make_image(size=(40, 40, 40)), str(path), useCompression=True)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VolumeReadError, match="cut.nii.gz"):
+        read_volume(path)
+
+
+def test_nan_voxels_are_rejected(tmp_path):
+    image = make_image(dtype=np.float32)
+    array = sitk.GetArrayFromImage(image)
+    array[2, 3, 4] = np.nan
+    bad = sitk.GetImageFromArray(array)
+    bad.CopyInformation(image)
+    path = tmp_path / "nan.nrrd"
+    sitk.WriteImage(bad, str(path))
+    with pytest.raises(VolumeReadError, match="nan.nrrd: 1 voxels are NaN"):
+        read_volume(path)
+
+
+def test_2d_image_is_rejected(tmp_path):
+    path = tmp_path / "flat.mha"
+    sitk.WriteImage(sitk.Image([8, 8], sitk.sitkInt16), str(path))
+    with pytest.raises(VolumeReadError, match="expected a 3D volume"):
+        read_geometry(path)
