@@ -169,9 +169,10 @@ class TorsoBuilder:
 
     def outline(self, z, inset_mm=0.0):
         """(half-width A, anterior y, posterior y) of the body contour at z, moved inwards by ``inset_mm``."""
-        a = self.f_a(z) - inset_mm
-        y_ant = self.f_ant(z) + inset_mm
-        y_post = self.f_yspine(z) + self.f_post(z) - inset_mm
+        index = self.f_a.index(z)
+        a = self.f_a.table[index] - inset_mm
+        y_ant = self.f_ant.table[index] + inset_mm
+        y_post = self.f_yspine.table[index] + self.f_post.table[index] - inset_mm
         return a, y_ant, y_post
 
     def fat_mm(self, z):
@@ -201,6 +202,9 @@ class TorsoBuilder:
     def sternum_y(self, z):
         """Mid-thickness AP position of the sternum at height z."""
         return self.outline(z, self.fat_mm(z) + 14.0)[1]
+
+    def in_kidney_fat(self, x, y, z):
+        return np.logical_or.reduce([k.contains(x, y, z) for k in self.kidney_fat])
 
     def diaphragm_z(self, x, y):
         dr, dl = self.dome_r, self.dome_l
@@ -313,14 +317,34 @@ class TorsoBuilder:
         r = self.rng
         below = lambda x, y, z: (z < self.diaphragm_z(x, y) - 5.0) & self.inside_cavity(x, y, z)
         abdomen = (Tissue.ABDOMEN, Tissue.MUSCLE)
+        self.kidney_fat: list[Ellipsoid] = []
+        # kidneys in perirenal fat (retroperitoneal, painted first: the liver and spleen abut them);
+        # the right one lower (the liver)
+        for name, side in SIDES.items():
+            z = self.z_c[13] - 12 - (14 if side < 0 else 0) + r.normal(0, 6)
+            centre = np.array([side * (self.a[13] + 44) * self.s_wid, self.y_spine(z) + 8, z])
+            rot = frame_from_axis([-side * 0.28, 0.22, 1.0], hint=[side, 0, 0])
+            kidney = Ellipsoid(centre, np.array([27, 22, 54]) * r.uniform(0.88, 1.12, 3), rot)
+            self.kidney_fat.append(Ellipsoid(centre, kidney.semi_axes + 12, rot))
+            self.paint(self.kidney_fat[-1], Tissue.FAT, only_on=(Tissue.ABDOMEN,))
+            self.paint(kidney, Tissue.KIDNEY_CORTEX, only_on=abdomen + (Tissue.FAT,))
+            self.paint(kidney.shrunk(7.0), Tissue.KIDNEY_MEDULLA, only_on=(Tissue.KIDNEY_CORTEX,))
+            hilum_dir = np.array([-side * 0.8, -0.6, 0.0])  # medial and anterior in the kidney's own axes
+            local = rot.T @ hilum_dir
+            self.paint(Ellipsoid(kidney.point(local, 0.75), [9, 9, 20], rot), Tissue.FAT, only_on=(Tissue.KIDNEY_MEDULLA, Tissue.KIDNEY_CORTEX))
+            self.lm[f"kidney_upper_pole_{name}"] = kidney.point([0, 0, 1], 0.92)
+            self.lm[f"kidney_lower_pole_{name}"] = kidney.point([0, 0, -1], 0.92)
+            self.lm[f"kidney_hilum_{name}"] = kidney.point(local, 0.95)
+            setattr(self, f"kidney_{name}", kidney)
         # liver: right lobe + left lobe, cut by the diaphragm
         zr = self.dome_r[2]
-        right = Ellipsoid([-68 * self.s_wid, 6 + r.normal(0, 5), zr - 62], np.array([82, 92, 88]) * [self.s_wid, self.s_dep, self.s_len] * r.uniform(0.9, 1.1), rotation(yaw_deg=r.normal(0, 6), roll_deg=r.normal(-6, 4)))
+        right = Ellipsoid([-66 * self.s_wid, -10 + r.normal(0, 5), zr - 62], np.array([82, 92, 88]) * [self.s_wid, self.s_dep, self.s_len] * r.uniform(0.9, 1.1), rotation(yaw_deg=r.normal(0, 6), roll_deg=r.normal(-6, 4)))
         left = Ellipsoid([0 + r.normal(0, 6), -42 * self.s_dep, zr - 40], np.array([72, 38, 36]) * r.uniform(0.8, 1.15), rotation(yaw_deg=r.normal(10, 5)))
-        self.paint(intersect(right, below), Tissue.LIVER)
-        self.paint(intersect(left, below), Tissue.LIVER)
+        self.paint(intersect(right, below), Tissue.LIVER, only_on=abdomen)
+        self.paint(intersect(left, below), Tissue.LIVER, only_on=abdomen)
         self.lm["liver_dome"] = np.array([self.dome_r[0], self.dome_r[1], zr - 9.0])
-        self.lm["liver_tip"] = right.extreme_point([0, 0, -1]) + [0, 0, 3.0]
+        free = lambda x, y, z: below(x, y, z) & ~self.in_kidney_fat(x, y, z)
+        self.lm["liver_tip"] = _visible_extreme(right, [0, 0, -1], lambda x, y, z: free(x, y, z) & ~left.contains(x, y, z))
         hilum = np.array([-30 * self.s_wid, -6.0, zr - 85])
         for _ in range(6):  # portal / hepatic veins inside the liver
             end = right.point(r.normal(0, 1, 3) * [1, 1, 0.6], scale=0.75)
@@ -343,26 +367,11 @@ class TorsoBuilder:
             if top[2] < self.diaphragm_z(top[0], top[1]) - 12:
                 break
             spleen.center = spleen.center - [0, 0, 3.0]
-        self.paint(intersect(spleen, self.inside_cavity), Tissue.SPLEEN, only_on=abdomen + (Tissue.SOFT,))
-        self.lm["spleen_upper_pole"] = spleen.point([0, 0, 1], 0.9)
-        self.lm["spleen_lower_pole"] = spleen.point([0, 0, -1], 0.9)
+        self.paint(intersect(spleen, self.inside_cavity), Tissue.SPLEEN, only_on=(Tissue.ABDOMEN, Tissue.SOFT))
+        inside_spleen = lambda x, y, z: self.inside_cavity(x, y, z) & ~self.in_kidney_fat(x, y, z) & ~stomach.contains(x, y, z)
+        self.lm["spleen_upper_pole"] = _visible_extreme(spleen, axis[:, 2], inside_spleen)
+        self.lm["spleen_lower_pole"] = _visible_extreme(spleen, -axis[:, 2], inside_spleen)
         self.spleen = spleen
-        # kidneys in perirenal fat; right one lower (the liver)
-        for name, side in SIDES.items():
-            z = self.z_c[13] - 12 - (14 if side < 0 else 0) + r.normal(0, 6)
-            centre = np.array([side * (self.a[13] + 44) * self.s_wid, self.y_spine(z) + 8, z])
-            rot = frame_from_axis([-side * 0.28, 0.22, 1.0], hint=[side, 0, 0])
-            kidney = Ellipsoid(centre, np.array([27, 22, 54]) * r.uniform(0.88, 1.12, 3), rot)
-            self.paint(Ellipsoid(centre, kidney.semi_axes + 12, rot), Tissue.FAT, only_on=(Tissue.ABDOMEN,))
-            self.paint(kidney, Tissue.KIDNEY_CORTEX, only_on=abdomen + (Tissue.FAT, Tissue.LIVER, Tissue.SPLEEN))
-            self.paint(kidney.shrunk(7.0), Tissue.KIDNEY_MEDULLA, only_on=(Tissue.KIDNEY_CORTEX,))
-            hilum_dir = np.array([-side * 0.8, -0.6, 0.0])  # medial and anterior in the kidney's own axes
-            local = rot.T @ hilum_dir
-            self.paint(Ellipsoid(kidney.point(local, 0.75), [9, 9, 20], rot), Tissue.FAT, only_on=(Tissue.KIDNEY_MEDULLA, Tissue.KIDNEY_CORTEX))
-            self.lm[f"kidney_upper_pole_{name}"] = kidney.point([0, 0, 1], 0.92)
-            self.lm[f"kidney_lower_pole_{name}"] = kidney.point([0, 0, -1], 0.92)
-            self.lm[f"kidney_hilum_{name}"] = kidney.point(local, 0.95)
-            setattr(self, f"kidney_{name}", kidney)
         # bladder behind the symphysis
         y_sym = self.outline(self.z_sym, self.fat_mm(self.z_sym) + 22)[1]
         self.y_sym = float(y_sym)
@@ -646,23 +655,49 @@ class TorsoBuilder:
         self.paint(Region([-230, y0, -1200], [230, y0 + 10, 400], lambda x, y, z: (y >= y0) & (y <= y0 + 10) & (np.abs(x) < 220)), Tissue.TABLE)
 
 
+def _visible_extreme(shape: Ellipsoid, direction, keep, depth: float = 0.85) -> np.ndarray:
+    """Furthest point along ``direction`` of the part of an organ that is really painted.
+
+    Organs are cut by the diaphragm or displaced by neighbours; the pole of the ideal ellipsoid can
+    then lie in another organ. Points are sampled on a shell at ``depth`` of the surface (so the
+    landmark sits inside the organ) and the furthest one for which ``keep`` holds wins.
+    """
+    n = 6000
+    k = np.arange(n) + 0.5
+    polar, azimuth = np.arccos(1 - 2 * k / n), np.pi * (1 + 5**0.5) * k
+    unit = np.column_stack([np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar), np.cos(polar)])
+    points = shape.center + (unit * shape.semi_axes * depth) @ shape.rot.T
+    ok = keep(points[:, 0], points[:, 1], points[:, 2])
+    if not ok.any():
+        raise RuntimeError("organ has no visible part for its landmark")
+    candidates = points[ok]
+    return candidates[int(np.argmax(candidates @ np.asarray(direction, float)))]
+
+
 class _Profile:
     """Piecewise-linear function of z, tabulated every 0.25 mm (fast on whole volumes)."""
 
     step = 0.25
 
+    z0 = -1400.0
+    size = 8000  # covers z in [-1400, 600) mm; all profiles share the grid, so one index serves all
+
     def __init__(self, z_points: np.ndarray, values: np.ndarray):
         order = np.argsort(z_points)
-        self.z0 = float(z_points[order][0]) - 400.0
-        grid = self.z0 + self.step * np.arange(int((float(z_points.max()) + 400.0 - self.z0) / self.step) + 1)
+        grid = self.z0 + self.step * np.arange(self.size)
         self.table = np.interp(grid, z_points[order], values[order]).astype(np.float32)
 
-    def __call__(self, z):
+    @classmethod
+    def index(cls, z):
         if np.ndim(z) == 0:
-            return float(self.table[int(np.clip((float(z) - self.z0) / self.step, 0, len(self.table) - 1))])
-        index = ((np.asarray(z, dtype=np.float32) - self.z0) * (1.0 / self.step)).astype(np.int32)
-        np.clip(index, 0, len(self.table) - 1, out=index)
-        return self.table[index]
+            return int(np.clip((float(z) - cls.z0) / cls.step, 0, cls.size - 1))
+        index = ((np.asarray(z, dtype=np.float32) - cls.z0) * (1.0 / cls.step)).astype(np.int32)
+        np.clip(index, 0, cls.size - 1, out=index)
+        return index
+
+    def __call__(self, z):
+        value = self.table[self.index(z)]
+        return float(value) if np.ndim(z) == 0 else value
 
 
 def _elliptic_slab(center, half) -> Region:

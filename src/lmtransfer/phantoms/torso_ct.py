@@ -8,6 +8,7 @@ quantum noise. Cases are deterministic functions of ``(seed, case index)``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -50,7 +51,17 @@ class PhantomCTConfig:
         fields = asdict(self)
         fields.pop("n_cases")
         fields["format"] = FORMAT_VERSION
+        fields["code"] = _source_digest()
         return json.dumps(fields, sort_keys=True)
+
+
+def _source_digest() -> str:
+    """Hash of the phantom's source: a code change invalidates cases written before it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name not in {"preview.py", "realism.py", "__init__.py"}:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -85,11 +96,23 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox, s
     field_ = rng.standard_normal(coarse_shape, dtype=np.float32)
     field_ = ndimage.gaussian_filter(field_, np.asarray(sigma_vox) / np.asarray(step), mode="wrap", truncate=3.0)
     if step != (1, 1, 1):
-        field_ = ndimage.zoom(field_, [(s + 1) / c for s, c in zip(shape, coarse_shape)], order=1, grid_mode=True, mode="nearest")
-        field_ = field_[: shape[0], : shape[1], : shape[2]]
+        field_ = _upsample_linear(field_, shape, step)
     field_ -= field_.mean()
     field_ /= field_.std() + 1e-6
     return field_
+
+
+def _upsample_linear(coarse: np.ndarray, shape: tuple[int, ...], step: tuple[int, ...]) -> np.ndarray:
+    """Separable linear interpolation, one axis at a time (the full-size pass runs last, once)."""
+    out = coarse
+    for axis in (2, 1, 0):
+        if step[axis] == 1:
+            continue
+        position = np.arange(shape[axis], dtype=np.float32) / step[axis]
+        lower = np.minimum(position.astype(np.int64), out.shape[axis] - 2)
+        weight = (position - lower).reshape([-1 if a == axis else 1 for a in range(3)])
+        out = np.take(out, lower, axis=axis) * (1 - weight) + np.take(out, lower + 1, axis=axis) * weight
+    return out.astype(np.float32, copy=False)
 
 
 def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:

@@ -1,0 +1,55 @@
+"""`make bench`: speed figures measured side by side in one run, printed as ratios.
+
+Data-in benchmarks (this version):
+- phantom: seconds to render one default-resolution case, split into painting and CT numbers.
+- ingest: reading a volume's header only vs reading and verifying every voxel, per case.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+from lmtransfer.io.volumes import read_geometry, read_volume
+from lmtransfer.phantoms.torso_ct import PhantomCTConfig, case_id, generate_dataset
+
+
+def timed(function, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        cfg = PhantomCTConfig(n_cases=2)
+        start = time.perf_counter()
+        generate_dataset(cfg, out, workers=1, progress=False)
+        per_case = (time.perf_counter() - start) / cfg.n_cases
+        coarse = PhantomCTConfig(n_cases=2, spacing_inplane_mm=2.4, slice_mm_choices=(5.0,), slice_mm_weights=(1.0,))
+        start = time.perf_counter()
+        generate_dataset(coarse, out / "coarse", workers=1, progress=False)
+        per_coarse = (time.perf_counter() - start) / coarse.n_cases
+        print(f"phantom render+write, default grid (~1.2 mm x 2.5 mm): {per_case:6.2f} s/case")
+        print(f"phantom render+write, coarse grid (2.4 mm x 5 mm):      {per_coarse:6.2f} s/case  "
+              f"(ratio default/coarse {per_case / per_coarse:.1f}x for ~8x the voxels)")
+
+        path = out / "images" / f"{case_id(0)}.nii.gz"
+        header = timed(lambda: read_geometry(path), repeat=5)
+        full = timed(lambda: read_volume(path))
+        size = np.prod(read_geometry(path).size_ijk)
+        print(f"ingest header-only read: {header * 1e3:8.2f} ms/case")
+        print(f"ingest full read+verify: {full * 1e3:8.2f} ms/case ({size / full / 1e6:.0f} Mvoxel/s); "
+              f"ratio full/header {full / header:.0f}x")
+
+
+if __name__ == "__main__":
+    main()
