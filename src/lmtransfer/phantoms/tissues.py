@@ -1,7 +1,7 @@
 """Tissue classes of the torso phantom and their CT numbers (Hounsfield units).
 
-Values follow typical clinical CT: fat about -100 HU, muscle 40-60, liver 55 native and
-100-120 portal venous, cortical bone 700-1200, aerated lung about -850. ``texture`` is the
+Values follow typical clinical CT: fat about -100 HU, muscle 40-50, liver 55 native and
+about 100 portal venous, cortical bone 700-1000 (before partial-volume blur), aerated lung about -850. ``texture`` is the
 standard deviation (HU) of the smooth, tissue-specific texture added on top of the mean.
 """
 
@@ -45,21 +45,21 @@ class Tissue(IntEnum):
 HU: dict[Tissue, tuple[tuple[float, float, float], float]] = {
     Tissue.AIR: ((-1000, -1000, -1000), 0.0),
     Tissue.FAT: ((-105, -100, -100), 12.0),
-    Tissue.MUSCLE: ((45, 52, 58), 9.0),
+    Tissue.MUSCLE: ((40, 45, 50), 9.0),
     Tissue.SOFT: ((35, 45, 55), 10.0),
     Tissue.LUNG: ((-865, -860, -855), 25.0),
     Tissue.BOWEL: ((30, 60, 75), 18.0),
-    Tissue.LIVER: ((58, 75, 112), 8.0),
-    Tissue.SPLEEN: ((48, 105, 118), 8.0),
+    Tissue.LIVER: ((58, 75, 102), 8.0),
+    Tissue.SPLEEN: ((48, 100, 106), 8.0),
     Tissue.KIDNEY_CORTEX: ((33, 190, 165), 10.0),
     Tissue.KIDNEY_MEDULLA: ((30, 85, 160), 10.0),
     Tissue.ARTERY: ((45, 320, 175), 10.0),
-    Tissue.VEIN: ((45, 90, 155), 10.0),
+    Tissue.VEIN: ((45, 90, 130), 10.0),
     Tissue.HEART_BLOOD: ((45, 280, 160), 12.0),
     Tissue.MYOCARDIUM: ((45, 110, 100), 8.0),
-    Tissue.CORTICAL_BONE: ((950, 950, 950), 140.0),
-    Tissue.CANCELLOUS_BONE: ((230, 235, 240), 55.0),
-    Tissue.MARROW: ((140, 145, 150), 45.0),
+    Tissue.CORTICAL_BONE: ((660, 660, 660), 110.0),
+    Tissue.CANCELLOUS_BONE: ((205, 210, 215), 50.0),
+    Tissue.MARROW: ((120, 125, 130), 40.0),
     Tissue.CARTILAGE: ((135, 140, 145), 35.0),
     Tissue.DISC: ((85, 88, 92), 10.0),
     Tissue.CSF: ((15, 18, 22), 6.0),

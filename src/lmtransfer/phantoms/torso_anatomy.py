@@ -98,7 +98,7 @@ class TorsoBuilder:
         for s in shape if isinstance(shape, list) else [shape]:
             self.ops.append(PaintOp(s, tissue, only_on))
 
-    def bone_tube(self, points: np.ndarray, radius: float, inner: Tissue = Tissue.MARROW, cortex_mm: float = 1.6) -> None:
+    def bone_tube(self, points: np.ndarray, radius: float, inner: Tissue = Tissue.MARROW, cortex_mm: float = 1.3) -> None:
         self.paint(tube(points, radius), Tissue.CORTICAL_BONE)
         self.paint(tube(points, max(radius - cortex_mm, 0.8)), inner)
 
@@ -525,7 +525,7 @@ class TorsoBuilder:
                 self.paint(_elliptic_slab([x, 0.5 * (y + self.y_c[v + 1]), zd], disc_half), Tissue.DISC)
             body = _elliptic_slab([x, y, z], [a, b, h / 2])
             self.paint(body, Tissue.CORTICAL_BONE)
-            self.paint(_elliptic_slab([x, y, z], [a - 1.8, b - 1.8, h / 2 - 1.4]), Tissue.CANCELLOUS_BONE)
+            self.paint(_elliptic_slab([x, y, z], [a - 1.4, b - 1.4, h / 2 - 1.2]), Tissue.CANCELLOUS_BONE)
             self.lm[f"{name}_body_centre"] = np.array([x, y, z])
             cr = self.canal_r[v]
             yc = y + b + cr + 2

@@ -223,7 +223,8 @@ def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.ra
     hu = ndimage.gaussian_filter(hu, sigma=[0.42, 0.45 / sp[1], 0.45 / sp[2]], truncate=2.5)
     noise_hu = float(rng.uniform(*cfg.noise_hu_range))
     quantum = rng.standard_normal(shape, dtype=np.float32)
-    quantum = ndimage.gaussian_filter(quantum, sigma=[0.0, 0.7, 0.7], truncate=2.5)
+    # soft-tissue reconstruction kernels correlate noise over about a millimetre in-plane
+    quantum = ndimage.gaussian_filter(quantum, sigma=[0.0, 1.1, 1.1], truncate=2.5)
     quantum *= noise_hu / (quantum.std() + 1e-6)
     hu += quantum
     np.clip(hu, -1024, 3071, out=hu)
