@@ -44,7 +44,7 @@ def test_csv_errors_name_the_file(tmp_path):
     with pytest.raises(LandmarkFileError, match="bad.csv: missing column"):
         read_landmarks(path)
     path.write_text("landmark,x,y,z,space\nfoo,1,2,3,MNI152\n")
-    with pytest.raises(LandmarkFileError, match=r"bad.csv:2: unknown coordinate system 'MNI152'"):
+    with pytest.raises(LandmarkFileError, match=r"bad.csv: line 2: unknown coordinate system 'MNI152'"):
         read_landmarks(path)
 
 

@@ -42,7 +42,7 @@ def test_broken_folder_report(broken_folder, tmp_path):
     assert "duplicate landmark 'a'" in text
     assert "'far'" in text and "outside the image" in text
     assert "'nan_point' has a missing or NaN coordinate" in text
-    assert "weird.csv:2: unknown coordinate system 'scanner'" in text
+    assert "weird.csv|line 2: unknown coordinate system 'scanner'" in text
     assert "warning|lonely|" in text and "image has no landmarks" in text
     # what is kept, is right
     good = manifest[manifest["case"] == "good"].set_index("landmark")

@@ -67,10 +67,10 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def _space(value: object, path: Path) -> str:
+def _space(value: object, path: Path, where: str = "") -> str:
     key = str(value).strip().upper()
     if key not in _SPACES:
-        raise LandmarkFileError(f"{path}: unknown coordinate system {value!r}; expected LPS, RAS or IJK/voxel")
+        raise LandmarkFileError(f"{path}: {where}unknown coordinate system {value!r}; expected LPS, RAS or IJK/voxel")
     return _SPACES[key]
 
 
@@ -99,7 +99,7 @@ def read_csv(path: Path) -> pd.DataFrame:
                 "x": _number(record["x"]),
                 "y": _number(record["y"]),
                 "z": _number(record["z"]),
-                "space": _space(record.get("space") or "LPS", Path(f"{path}:{line}")),
+                "space": _space(record.get("space") or "LPS", path, f"line {line}: "),
                 "source": f"{path}:{line}",
             }
         )
