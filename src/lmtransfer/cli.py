@@ -76,6 +76,54 @@ def cmd_ingest(args) -> int:
     return 1 if strict and report.n_errors else 0
 
 
+def cmd_patches(args) -> int:
+    import pandas as pd
+
+    from lmtransfer.sampling.cache import build_patch_cache, file_hash, split_cases
+
+    params = _params(args)
+    stage = params.patches
+    manifest_path = Path(args.manifest or stage.manifest)
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path}: manifest not found; run `lmtransfer ingest` first")
+    manifest = pd.read_csv(manifest_path)
+    out_dir = Path(args.out or stage.out_dir)
+    start = time.perf_counter()
+    build_patch_cache(manifest, file_hash(manifest_path), stage.patch, out_dir, workers=args.workers or stage.workers, progress=not args.quiet)
+    splits = split_cases(sorted(manifest.loc[manifest["in_image"].astype(bool), "case"].unique()), params.split.fractions, params.split.seed)
+    split_path = Path(args.splits or params.split.out)
+    split_path.parent.mkdir(parents=True, exist_ok=True)
+    split_path.write_text(json.dumps(splits, indent=1) + "\n")
+    index = pd.read_csv(out_dir / "index.csv")
+    print(f"patch cache: {out_dir} ({len(index)} patches, {index['name'].nunique()} names, "
+          f"{time.perf_counter() - start:.1f} s); splits: {split_path} "
+          f"({len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} cases)")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from lmtransfer.sampling.cache import file_hash
+    from lmtransfer.training.pretrain import run_step
+
+    params = _params(args)
+    cache_dir = Path(args.cache or params.patches.out_dir)
+    split_path = Path(args.splits or params.split.out)
+    if not (cache_dir / "patches.npy").exists():
+        raise FileNotFoundError(f"{cache_dir}: no patch cache; run `lmtransfer patches` first")
+    splits = json.loads(split_path.read_text())
+    name = args.name or f"lm{args.landmarks}"
+    cache_info = json.loads((cache_dir / "cache.json").read_text())
+    result = run_step(
+        name, args.landmarks, cache_dir, splits, params.patches.patch, params.pretrain.train, params.pretrain.class_order_seed,
+        Path(args.reports or f"reports/pretrain/{name}"), Path(args.model or f"models/lm_cnn_{name}.pt"),
+        Path(args.init) if args.init else None, track=params.pretrain.track,
+        tags={"data_hash": cache_info["manifest_hash"], "patch_cache_key": cache_info["key"], "splits_hash": file_hash(split_path)},
+    )
+    print(f"{name}: test top-1 {result.test['top1']:.4f}, top-5 {result.test['top5']:.4f}, balanced {result.test['balanced_accuracy']:.4f} "
+          f"(best validation top-1 {result.val_top1:.4f}, {result.epochs} epochs, {result.seconds:.0f} s)")
+    return 0
+
+
 def cmd_realism(args) -> int:
     from lmtransfer.phantoms.realism import compare
 
@@ -146,6 +194,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser(
+        "patches",
+        help="cut the 2.5D patch cache (landmarks + background) and the case splits",
+        description="Cut every landmark-centred and background 2.5D patch (axial, coronal, sagittal planes, "
+        "resampled to fov_mm) from the manifest's volumes once, into data/patches (int16 HU array + index), "
+        "and fix the train/validation/test cases. Resumes per case.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (sections patches, split)")
+    p.add_argument("--manifest", help="manifest.csv from `lmtransfer ingest`")
+    p.add_argument("--out", help="cache folder")
+    p.add_argument("--splits", help="where to write the case splits (JSON)")
+    p.add_argument("--workers", type=int, help="processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_patches)
+
+    p = sub.add_parser(
+        "pretrain",
+        help="train and evaluate the landmark CNN for N landmark classes + background",
+        description="Train mini-VGG on the patch cache for the first N landmark kinds (seeded order) plus the "
+        "background class, with early stopping on validation cases; report test-case metrics, confusion "
+        "matrix, gallery and learning curves; log the run and the model (registered as lm-cnn) to MLflow. "
+        "--init widens an earlier, smaller model (class expansion).",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (section pretrain)")
+    p.add_argument("--landmarks", type=int, required=True, help="number of landmark classes (the +1 background is added)")
+    p.add_argument("--init", help="checkpoint of a smaller step to start from")
+    p.add_argument("--name", help="step name (default lmN)")
+    p.add_argument("--cache", help="patch cache folder")
+    p.add_argument("--splits", help="case splits JSON")
+    p.add_argument("--model", help="checkpoint to write (default models/lm_cnn_NAME.pt)")
+    p.add_argument("--reports", help="report folder (default reports/pretrain/NAME)")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
         "realism",
         help="compare phantom HU statistics, noise and texture with a real CT series",
         description="Per-tissue HU mean, spread, percentiles and noise of phantom cases (one contrast phase) "
@@ -168,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, VolumeReadError, FileNotFoundError) as exc:
+    except (ConfigError, VolumeReadError, FileNotFoundError, ValueError) as exc:
         print(f"lmtransfer {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

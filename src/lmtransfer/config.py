@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
+from lmtransfer.sampling.cache import PatchCacheConfig
+from lmtransfer.training.train import TrainConfig
 
 
 class ConfigError(ValueError):
@@ -34,9 +36,34 @@ class IngestParams:
 
 
 @dataclass(frozen=True)
+class PatchesParams:
+    patch: PatchCacheConfig = field(default_factory=PatchCacheConfig)
+    manifest: Path = Path("data/manifest/manifest.csv")
+    out_dir: Path = Path("data/patches")
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
+    seed: int = 0
+    out: Path = Path("data/splits.json")
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    class_order_seed: int = 0
+    track: bool = True
+
+
+@dataclass(frozen=True)
 class Params:
     phantom_ct: PhantomCTParams = field(default_factory=PhantomCTParams)
     ingest: IngestParams = field(default_factory=IngestParams)
+    patches: PatchesParams = field(default_factory=PatchesParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -57,8 +84,15 @@ def _build(cls, values: dict[str, Any], where: str):
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}.{name}: expected true or false, got {value!r}")
-        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}.{name}: expected a number, got {value!r}")
+        elif isinstance(default, (int, float)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"{where}.{name}: expected a number, got {value!r}")
+            if isinstance(default, float):
+                value = float(value)
+            elif value != int(value):
+                raise ConfigError(f"{where}.{name}: expected a whole number, got {value!r}")
+            else:
+                value = int(value)
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -75,11 +109,18 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections")
     sections = dict(raw)
-    phantom_raw = dict(sections.pop("phantom_ct", {}) or {})
-    stage_keys = {f.name for f in fields(PhantomCTParams)} - {"phantom"}
-    stage = {k: phantom_raw.pop(k) for k in list(phantom_raw) if k in stage_keys}
-    phantom = _build(PhantomCTConfig, phantom_raw, f"{path}: phantom_ct")
-    phantom_params = _build(PhantomCTParams, stage, f"{path}: phantom_ct")
+    phantom = _nested(PhantomCTParams, "phantom", PhantomCTConfig, sections.pop("phantom_ct", {}), f"{path}: phantom_ct")
+    patches = _nested(PatchesParams, "patch", PatchCacheConfig, sections.pop("patches", {}), f"{path}: patches")
+    pretrain = _nested(PretrainParams, "train", TrainConfig, sections.pop("pretrain", {}), f"{path}: pretrain")
     ingest = _build(IngestParams, sections.pop("ingest", {}) or {}, f"{path}: ingest")
+    split = _build(SplitParams, sections.pop("split", {}) or {}, f"{path}: split")
     # sections of later stages are read by their own loaders
-    return Params(phantom_ct=replace(phantom_params, phantom=phantom), ingest=ingest)
+    return Params(phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain)
+
+
+def _nested(outer, inner_name: str, inner, values: dict | None, where: str):
+    """A stage section whose keys are split between the stage (``outer``) and a settings dataclass (``inner``)."""
+    values = dict(values or {})
+    stage_keys = {f.name for f in fields(outer)} - {inner_name}
+    stage = {k: values.pop(k) for k in list(values) if k in stage_keys}
+    return replace(_build(outer, stage, where), **{inner_name: _build(inner, values, where)})

@@ -51,6 +51,20 @@ class Geometry:
             direction=np.asarray(image.GetDirection(), dtype=float).reshape(3, 3),
         )
 
+    @classmethod
+    def from_ras_affine(cls, affine: np.ndarray, size_ijk: tuple[int, int, int]) -> Geometry:
+        """From a NIfTI/TorchIO 4 x 4 affine (voxel index -> RAS mm)."""
+        affine = np.asarray(affine, dtype=float)
+        flip = np.diag(_RAS_FLIP)
+        matrix = flip @ affine[:3, :3]
+        spacing = np.linalg.norm(matrix, axis=0)
+        return cls(
+            size_ijk=tuple(int(s) for s in size_ijk),
+            spacing_mm=tuple(float(s) for s in spacing),
+            origin_lps_mm=tuple(float(o) for o in flip @ affine[:3, 3]),
+            direction=matrix / spacing,
+        )
+
     def index_to_lps(self, ijk: np.ndarray) -> np.ndarray:
         """Continuous voxel indices (..., 3) -> physical LPS mm (..., 3)."""
         ijk = np.asarray(ijk, dtype=float)

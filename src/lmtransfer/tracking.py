@@ -1,0 +1,38 @@
+"""MLflow setup and provenance: the project's SQLite store, git commit, data hashes, seeds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+DEFAULT_ARTIFACTS = Path("mlruns/artifacts")
+
+
+def setup_mlflow(experiment: str):
+    """Point MLflow at ``$MLFLOW_TRACKING_URI`` or the project's SQLite store; create the experiment.
+
+    Returns the experiment id. Artifacts of a new experiment go under ``mlruns/artifacts``.
+    """
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    DEFAULT_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return mlflow.create_experiment(experiment, artifact_location=(DEFAULT_ARTIFACTS / experiment).resolve().as_uri())
+
+
+def git_commit() -> str:
+    """HEAD commit, with ``-dirty`` when tracked files changed (``unknown`` outside a Git checkout)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

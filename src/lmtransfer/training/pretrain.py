@@ -1,0 +1,175 @@
+"""The landmark pre-training stage: one class-count step (20, 40, 60 ...) trained, evaluated and tracked.
+
+A step either starts from scratch or widens the previous step's model (class expansion, as in
+the research). Evaluation uses held-out test cases only; model selection uses validation cases.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.sampling.cache import BACKGROUND, PatchCacheConfig, load_cache
+from lmtransfer.training.data import PatchSet, class_order, select
+from lmtransfer.training.metrics import most_confused, save_confusion, save_curves, save_gallery, summarise
+from lmtransfer.training.train import TrainConfig, predict, train_model
+
+EXPERIMENT = "landmark-pretraining"
+REGISTERED_MODEL = "lm-cnn"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    test: dict
+    val_top1: float
+    epochs: int
+    seconds: float
+
+
+def save_checkpoint(path: Path, model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, cfg: TrainConfig) -> None:
+    """Weights plus everything needed to use them: the model card."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "card": model_card(model, class_names, patch, cfg)}, path)
+
+
+def model_card(model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, cfg: TrainConfig) -> dict:
+    return {
+        "architecture": "mini-VGG", "config": model.config, "class_names": class_names,
+        "patch": {"fov_mm": patch.fov_mm, "pixels": patch.pixels, "planes": ["axial", "coronal", "sagittal"],
+                  "resampling": "trilinear, isotropic in mm", "padding_hu": -1024},
+        "normalisation": {"hu_window": [cfg.hu_low, cfg.hu_high], "maps_to": [-1, 1]},
+        "features": "MiniVGG.features(x): penultimate layer, size feature_dim",
+    }
+
+
+def load_checkpoint(path: Path) -> tuple[MiniVGG, dict]:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model = MiniVGG(**payload["card"]["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model, payload["card"]
+
+
+def run_step(
+    name: str, n_landmarks: int, cache_dir: Path, splits: dict, patch: PatchCacheConfig, cfg: TrainConfig,
+    order_seed: int, out_dir: Path, model_path: Path, init_path: Path | None = None, track: bool = True,
+    tags: dict | None = None,
+) -> StepResult:
+    """Train and evaluate the ``n_landmarks`` + 1 class model; write its reports, checkpoint and MLflow run."""
+    import time
+
+    start = time.perf_counter()
+    patches, index = load_cache(cache_dir)
+    order = class_order(index["name"].tolist(), order_seed)
+    if n_landmarks > len(order):
+        raise ValueError(f"{n_landmarks} landmark classes asked, the data has {len(order)} kinds")
+    class_names = order[:n_landmarks] + [BACKGROUND]
+    train = select(patches, index, splits["train"], class_names, "all")
+    val = select(patches, index, splits["val"], class_names, "clean")
+    test = select(patches, index, splits["test"], class_names, "clean")
+    init = None
+    if init_path is not None:
+        previous, card = load_checkpoint(init_path)
+        old = card["class_names"]
+        missing = [c for c in old if c not in class_names]
+        if missing:
+            raise ValueError(f"{init_path}: classes {missing} of the previous step are not in this step")
+        init = previous.widened(len(class_names), {i: class_names.index(c) for i, c in enumerate(old)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{name}: {n_landmarks}+1 classes, {len(train)} training patches ({len(splits['train'])} cases), "
+          f"{len(val)} validation, {len(test)} test" + (f", starting from {init_path}" if init_path else ""))
+
+    run = _start_run(name, n_landmarks, patch, cfg, order_seed, init_path, splits, tags) if track else None
+    on_epoch = (lambda epoch, values: _log_epoch(epoch, values)) if run else None
+    try:
+        model, history = train_model(train, val, cfg, init, on_epoch=on_epoch)
+        scores = predict(model, test.x, cfg.normaliser)
+        summary = summarise(scores, test.y, class_names)
+        matrix = _confusion(scores, test)
+        confused = most_confused(matrix, class_names)
+        _write_reports(out_dir, name, history, summary, matrix, confused, test, class_names)
+        save_checkpoint(model_path, model, class_names, patch, cfg)
+        result = StepResult(name, summary, float(history["val_top1"].max()), int(len(history)), time.perf_counter() - start)
+        (out_dir / "metrics.json").write_text(json.dumps({
+            "classes": n_landmarks + 1, "test_top1": summary["top1"], "test_top5": summary["top5"],
+            "test_balanced_accuracy": summary["balanced_accuracy"], "test_top1_landmarks_only": summary.get("top1_landmarks_only"),
+            "landmark_called_background": summary.get("landmark_called_background"),
+            "background_called_landmark": summary.get("background_called_landmark"),
+            "val_top1": result.val_top1, "epochs": result.epochs, "seconds": round(result.seconds, 1),
+        }, indent=2) + "\n")
+        if run:
+            _finish_run(model, out_dir, summary, result, class_names, patch, cfg, test)
+        return result
+    finally:
+        if run:
+            import mlflow
+
+            mlflow.end_run()
+
+
+def _confusion(scores: np.ndarray, test: PatchSet) -> np.ndarray:
+    from lmtransfer.training.metrics import confusion
+
+    return confusion(test.y, scores.argmax(1), len(test.class_names))
+
+
+def _write_reports(out_dir: Path, name: str, history: pd.DataFrame, summary: dict, matrix: np.ndarray,
+                   confused: pd.DataFrame, test: PatchSet, class_names: list[str]) -> None:
+    """``out_dir``: metrics and plot tables for DVC; ``out_dir/artifacts``: figures and full tables."""
+    artifacts = out_dir / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    history.to_csv(out_dir / "history.csv", index=False, float_format="%.5f")
+    # long format for `dvc plots` (confusion template)
+    rows = [{"actual": class_names[i], "predicted": class_names[j], "count": int(matrix[i, j])}
+            for i in range(len(class_names)) for j in range(len(class_names)) if matrix[i, j]]
+    pd.DataFrame(rows).to_csv(out_dir / "confusion_pairs.csv", index=False)
+    save_curves(history, artifacts / "learning_curves.png")
+    save_confusion(matrix, class_names, artifacts / "confusion_matrix.csv", artifacts / "confusion_matrix.png",
+                   f"{name}: test cases, top-1 {summary['top1']:.3f}")
+    confused.to_csv(artifacts / "most_confused.csv", index=False, float_format="%.3f")
+    per_class = pd.DataFrame({"class": list(summary["per_class_accuracy"]), "test_accuracy": list(summary["per_class_accuracy"].values())})
+    per_class.to_csv(artifacts / "per_class_accuracy.csv", index=False, float_format="%.4f")
+    save_gallery(test.x, test.y, class_names, artifacts / "gallery.png")
+
+
+def _start_run(name, n_landmarks, patch, cfg, order_seed, init_path, splits, tags):
+    import mlflow
+
+    from lmtransfer.tracking import git_commit, setup_mlflow
+
+    experiment_id = setup_mlflow(EXPERIMENT)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name)
+    mlflow.log_params({**{f"patch.{k}": v for k, v in asdict(patch).items()}, **{f"train.{k}": v for k, v in asdict(cfg).items()},
+                       "classes.landmarks": n_landmarks, "classes.order_seed": order_seed,
+                       "init_from": str(init_path) if init_path else "scratch",
+                       "cases.train": len(splits["train"]), "cases.val": len(splits["val"]), "cases.test": len(splits["test"])})
+    mlflow.set_tags({"git_commit": git_commit(), "seed": cfg.seed, "stage": name, "route": "expansion" if init_path else "scratch",
+                     **(tags or {})})
+    return run
+
+
+def _log_epoch(epoch: int, values: dict) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=epoch)
+
+
+def _finish_run(model, out_dir: Path, summary: dict, result: StepResult, class_names, patch, cfg, test: PatchSet) -> None:
+    import mlflow
+
+    metrics = {f"test_{k}": v for k, v in summary.items() if isinstance(v, float)}
+    mlflow.log_metrics({**metrics, "best_val_top1": result.val_top1, "epochs_run": result.epochs, "stage_seconds": result.seconds})
+    mlflow.log_artifacts(str(out_dir / "artifacts"), artifact_path="reports")
+    for path in ("metrics.json", "history.csv"):
+        mlflow.log_artifact(str(out_dir / path), artifact_path="reports")
+    card = model_card(model, class_names, patch, cfg)
+    mlflow.log_dict(card, "model_card.json")
+    example = cfg.normaliser(torch.from_numpy(np.asarray(test.x[:2]))).numpy()
+    mlflow.pytorch.log_model(model, name="model", registered_model_name=REGISTERED_MODEL, input_example=example,
+                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], metadata={"card": card})

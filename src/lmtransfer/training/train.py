@@ -1,0 +1,121 @@
+"""Training loop for the landmark CNN on CPU: class-balanced draws, augmentation, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.training.data import Normaliser, PatchSet, augment_intensity, balanced_weights
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Network and optimisation settings (``pretrain`` in ``params.yaml``)."""
+
+    depth: int = 3
+    width: int = 16
+    convs_per_block: int = 2
+    feature_dim: int = 256
+    dropout: float = 0.3
+    hu_low: float = -1000.0
+    hu_high: float = 1000.0
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    max_epochs: int = 25
+    patience: int = 5
+    epoch_patches: int = 8000
+    intensity_scale: float = 0.05
+    intensity_shift_hu: float = 20.0
+    seed: int = 0
+    threads: int = 2
+
+    @property
+    def normaliser(self) -> Normaliser:
+        return Normaliser(self.hu_low, self.hu_high)
+
+    def build(self, n_classes: int, pixels: int) -> MiniVGG:
+        return MiniVGG(n_classes, self.depth, self.width, self.convs_per_block, 3, pixels, self.feature_dim, self.dropout)
+
+
+def predict(model: nn.Module, x_hu: np.ndarray, normaliser: Normaliser, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities ``(n, n_classes)`` for int16 HU patches ``(n, 3, P, P)``."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(x_hu), batch_size):
+            batch = normaliser(torch.from_numpy(np.array(x_hu[start : start + batch_size])))
+            out.append(torch.softmax(model(batch), dim=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def train_model(
+    train: PatchSet,
+    val: PatchSet,
+    cfg: TrainConfig,
+    model: MiniVGG | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> tuple[MiniVGG, pd.DataFrame]:
+    """Train with early stopping on validation top-1; returns the best model and the per-epoch history.
+
+    ``on_epoch(epoch, values)`` is called after every epoch (MLflow logging, Optuna pruning);
+    it may raise to stop training.
+    """
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n_classes = len(train.class_names)
+    pixels = train.x.shape[-1]
+    model = model if model is not None else cfg.build(n_classes, pixels)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.max_epochs)
+    loss_fn = nn.CrossEntropyLoss()
+    weights = torch.from_numpy(balanced_weights(train.y))
+    x_train, y_train = torch.from_numpy(np.array(train.x)), torch.from_numpy(np.array(train.y))
+    normalise = cfg.normaliser
+    best_top1, best_state, best_epoch, history = -1.0, None, 0, []
+    for epoch in range(1, cfg.max_epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        draws = torch.multinomial(weights, cfg.epoch_patches, replacement=True, generator=generator)
+        total_loss = correct = seen = 0
+        for batch in draws.split(cfg.batch_size):
+            x = augment_intensity(x_train[batch], generator, cfg.intensity_scale, cfg.intensity_shift_hu)
+            logits = model(normalise(x))
+            loss = loss_fn(logits, y_train[batch])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total_loss += loss.item() * len(batch)
+            correct += int((logits.argmax(1) == y_train[batch]).sum())
+            seen += len(batch)
+        scheduler.step()
+        train_seconds = time.perf_counter() - start
+        scores = predict(model, val.x, normalise)
+        val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(scores).clamp_min(1e-12)), torch.from_numpy(val.y)))
+        val_top1 = float((scores.argmax(1) == val.y).mean())
+        values = {"train_loss": total_loss / seen, "train_top1": correct / seen, "val_loss": val_loss, "val_top1": val_top1,
+                  "patches_per_second": seen / train_seconds, "lr": scheduler.get_last_lr()[0]}
+        history.append({"epoch": epoch, **values})
+        if progress:
+            progress(f"  epoch {epoch:3d}  loss {values['train_loss']:.3f}  train top-1 {values['train_top1']:.3f}  "
+                     f"val top-1 {val_top1:.3f}  ({values['patches_per_second']:.0f} patches/s)")
+        if val_top1 > best_top1:
+            best_top1, best_state, best_epoch = val_top1, copy.deepcopy(model.state_dict()), epoch
+        if on_epoch is not None:
+            on_epoch(epoch, values)
+        if epoch - best_epoch >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    frame = pd.DataFrame(history)
+    frame["best"] = frame["epoch"] == best_epoch
+    return model, frame

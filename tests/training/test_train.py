@@ -1,0 +1,65 @@
+import numpy as np
+import pandas as pd
+
+from lmtransfer.training.data import PatchSet, balanced_weights, class_order, select
+from lmtransfer.training.metrics import summarise, most_confused, confusion
+from lmtransfer.training.train import TrainConfig, predict, train_model
+
+
+def toy(n_per_class=(60, 20, 120), seed=0):
+    """Three classes told apart by a bright square in a different plane (background = noise)."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for label, n in enumerate(n_per_class):
+        x = rng.normal(0, 60, (n, 3, 16, 16))
+        if label < 2:
+            x[:, label, 4:12, 4:12] += 600
+        xs.append(x)
+        ys.append(np.full(n, label))
+    x, y = np.concatenate(xs).astype(np.int16), np.concatenate(ys)
+    rows = pd.DataFrame({"case": "c", "name": [["a", "b", "background"][v] for v in y], "variant": 0})
+    return PatchSet(x, y, rows, ["a", "b", "background"])
+
+
+def test_training_learns_and_is_deterministic():
+    # 50 batches an epoch: BatchNorm running statistics need that many to settle
+    cfg = TrainConfig(depth=2, width=8, feature_dim=32, max_epochs=3, epoch_patches=1600, batch_size=32, patience=3, threads=1)
+    train, val = toy(seed=0), toy(seed=1)
+    model, history = train_model(train, val, cfg, progress=None)
+    assert history["val_top1"].max() > 0.95
+    again, history2 = train_model(train, val, cfg, progress=None)
+    pd.testing.assert_frame_equal(history.drop(columns="patches_per_second"), history2.drop(columns="patches_per_second"))
+    scores = predict(model, val.x, cfg.normaliser)
+    np.testing.assert_allclose(scores.sum(axis=1), 1, atol=1e-5)
+
+
+def test_balanced_weights_equalise_classes():
+    y = np.array([0] * 10 + [1] * 30 + [2] * 60)
+    w = balanced_weights(y)
+    assert np.allclose([w[y == c].sum() for c in range(3)], 1 / 3)
+
+
+def test_select_leaves_out_landmarks_outside_the_class_list():
+    patches = np.zeros((5, 3, 4, 4), np.int16)
+    index = pd.DataFrame({"row": range(5), "case": ["a", "a", "b", "a", "a"], "name": ["x", "y", "x", "background", "x"], "variant": [0, 0, 0, 0, 1]})
+    chosen = select(patches, index, ["a"], ["x", "background"], "clean")
+    assert chosen.rows["row"].tolist() == [0, 3] and chosen.y.tolist() == [0, 1]
+    assert len(select(patches, index, ["a"], ["x", "background"], "all")) == 3
+
+
+def test_metrics():
+    scores = np.array([[0.9, 0.05, 0.05], [0.1, 0.2, 0.7], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+    y = np.array([0, 1, 1, 2])
+    result = summarise(scores, y, ["a", "b", "background"])
+    assert result["top1"] == 0.75 and result["top5"] == 1.0
+    assert result["balanced_accuracy"] == (1 + 0.5 + 1) / 3
+    assert result["landmark_called_background"] == 1 / 3 and result["background_called_landmark"] == 0
+    pairs = most_confused(confusion(y, scores.argmax(1), 3), ["a", "b", "background"])
+    assert pairs.iloc[0][["true", "predicted", "count"]].tolist() == ["b", "background", 1]
+
+
+def test_class_order_is_seeded():
+    names = [f"lm{i}" for i in range(30)] + ["background"]
+    assert class_order(names, 1) == class_order(list(reversed(names)), 1)
+    assert class_order(names, 1) != class_order(names, 2)
+    assert "background" not in class_order(names, 1)
