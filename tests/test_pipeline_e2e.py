@@ -74,21 +74,31 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     (project / "data").mkdir()
     shutil.copy(ROOT / "data" / ".gitignore", project / "data" / ".gitignore")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["phantom_ct"].update(TINY)
+    # every stage of the real dvc.yaml, on a configuration small enough for CI
+    params["phantom_ct"].update(TINY, n_cases=5, fov_cut_probability=0.0)
     params["ingest"]["workers"] = 1
+    params["patches"].update(background_per_case=16, augmented_copies=1, workers=1)
+    params["pretrain"].update(width=8, depth=2, feature_dim=32, max_epochs=1, epoch_patches=256, threads=1)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     dvc = [sys.executable, "-m", "dvc"]
-    run = lambda *cmd: subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True, text=True)
+
+    def run(*cmd):
+        done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+        return done
+
     run("git", "init", "-q")
     run(*dvc, "init", "-q")
     run(*dvc, "config", "core.analytics", "false")
     first = run(*dvc, "repro")
-    assert "Running stage 'phantom_ct'" in first.stdout and "Running stage 'ingest'" in first.stdout
+    for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct"):
+        assert f"Running stage '{stage}'" in first.stdout
+    assert (project / "models" / "lm_cnn_lm60.pt").is_file()
     summary = json.loads((project / "data" / "manifest" / "ingest_summary.json").read_text())
-    assert summary["cases"] == 3 and summary["errors"] == 0
+    assert summary["cases"] == 5 and summary["errors"] == 0
     second = run(*dvc, "repro")
     assert "Running stage" not in second.stdout  # nothing changed, nothing re-run
     metrics = run(*dvc, "metrics", "show")
-    assert "landmark_kinds" in metrics.stdout
+    assert "landmark_kinds" in metrics.stdout and "test_top1" in metrics.stdout
