@@ -1,18 +1,24 @@
 """`make bench`: speed figures measured side by side in one run, printed as ratios.
 
-Data-in benchmarks (this version):
-- phantom: seconds to render one default-resolution case, split into painting and CT numbers.
+- phantom: seconds to render one default-resolution case vs a coarse one.
 - ingest: reading a volume's header only vs reading and verifying every voxel, per case.
+- sampling: 2.5D patches/s, our LandmarkSampler vs the stock TorchIO LabelSampler + Queue route
+  (bench_sampler.py).
+- training: mini-VGG training and inference patches/s, threads and widths (bench_training.py).
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_sampler  # noqa: E402
+import bench_training  # noqa: E402
 
 from lmtransfer.io.volumes import read_geometry, read_volume
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig, case_id, generate_dataset
@@ -53,3 +59,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    print()
+    bench_sampler.main()
+    print()
+    bench_training.main()
