@@ -75,12 +75,80 @@ def sample_planes(
             ``[k, j, i]`` pass ``array.T``).
         geometry: where the voxel grid lies (any direction cosines, anisotropic spacing).
         centres_lps_mm: (m, 3) patch centres.
+        rotations: (m, 3, 3) rotations of each patch frame (augmentation), or None.
         fill_hu: value outside the image: a landmark near the border is padded, never dropped.
+
+    Unrotated patches of an axis-aligned image (any flips, permutations and spacing) take a
+    separable path: two voxel slices around each plane, then a row and a column interpolation
+    matrix. It gives the same numbers as general trilinear interpolation, several times faster.
+    Rotated patches, oblique images and patches reaching past the border take the general path.
     """
-    points = plane_points_lps(centres_lps_mm, spec, rotations)
-    ijk = geometry.lps_to_index(points.reshape(-1, 3))
-    values = ndimage.map_coordinates(volume_ijk, ijk.T, order=1, mode="constant", cval=fill_hu, output=np.float32, prefilter=False)
-    return values.reshape(points.shape[:-1])
+    centres = np.asarray(centres_lps_mm, dtype=float).reshape(-1, 3)
+    out = np.empty((len(centres), 3, spec.pixels, spec.pixels), dtype=np.float32)
+    general = np.ones(len(centres), dtype=bool)
+    if rotations is None and len(centres):
+        general = ~_sample_axis_aligned(volume_ijk, geometry, centres, spec, out)
+    if general.any():
+        rot = None if rotations is None else np.asarray(rotations)[general]
+        points = plane_points_lps(centres[general], spec, rot)
+        ijk = geometry.lps_to_index(points.reshape(-1, 3))
+        values = ndimage.map_coordinates(volume_ijk, ijk.T, order=1, mode="constant", cval=fill_hu, output=np.float32, prefilter=False)
+        out[general] = values.reshape(points.shape[:-1])
+    return out
+
+
+def _sample_axis_aligned(volume_ijk: np.ndarray, geometry: Geometry, centres_lps_mm: np.ndarray, spec: PatchSpec, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` for the patches that lie wholly inside an axis-aligned image; returns which did.
+
+    For plane p, rows step along one image axis, columns along another and the third is fixed,
+    so its pixels are ``W_row @ (slice mix) @ W_col.T`` over a small voxel block.
+    """
+    lps_to_ijk = np.linalg.inv(geometry.direction * np.asarray(geometry.spacing_mm))  # index per mm
+    significant = np.abs(lps_to_ijk) > 1e-9 * np.abs(lps_to_ijk).max()
+    if not (significant.sum(axis=0) == 1).all():
+        return np.zeros(len(centres_lps_mm), dtype=bool)  # oblique: no separable path
+    size = np.asarray(volume_ijk.shape)
+    centres = geometry.lps_to_index(centres_lps_mm)
+    u = spec.offsets_mm()
+    done = np.ones(len(centres), dtype=bool)
+    for p in range(3):
+        step_row, step_col = lps_to_ijk @ PLANE_AXES[p, 0], lps_to_ijk @ PLANE_AXES[p, 1]
+        a_row, a_col = int(np.argmax(np.abs(step_row))), int(np.argmax(np.abs(step_col)))
+        a_fix = 3 - a_row - a_col
+        t_row = centres[:, a_row, None] + u[None] * step_row[a_row]  # (m, P) voxel coordinates
+        t_col = centres[:, a_col, None] + u[None] * step_col[a_col]
+        t_fix = centres[:, a_fix]
+        n_row = int(np.ceil(abs(step_row[a_row]) * (u[-1] - u[0]) - 1e-9)) + 2
+        n_col = int(np.ceil(abs(step_col[a_col]) * (u[-1] - u[0]) - 1e-9)) + 2
+        window = np.empty(3, dtype=int)
+        window[[a_row, a_col, a_fix]] = n_row, n_col, 2
+        if (window > size).any():
+            return np.zeros(len(centres), dtype=bool)
+        base = np.empty((len(centres), 3), dtype=int)
+        base[:, a_row] = np.floor(t_row.min(axis=1))
+        base[:, a_col] = np.floor(t_col.min(axis=1))
+        base[:, a_fix] = np.floor(t_fix)
+        done &= ((base >= 0) & (base + window <= size)).all(axis=1)
+        base = np.clip(base, 0, size - window)  # patches outside are redone by the general path
+        blocks = np.lib.stride_tricks.sliding_window_view(volume_ijk, tuple(window))[base[:, 0], base[:, 1], base[:, 2]]
+        blocks = blocks.transpose(0, 1 + a_row, 1 + a_col, 1 + a_fix)  # (m, n_row, n_col, 2)
+        frac_fix = (t_fix - base[:, a_fix]).astype(np.float32)[:, None, None]
+        mixed = blocks[..., 0] * (1 - frac_fix) + blocks[..., 1] * frac_fix
+        w_row = _linear_weights(t_row - base[:, a_row, None], n_row)
+        w_col = _linear_weights(t_col - base[:, a_col, None], n_col)
+        out[:, p] = w_row @ mixed.astype(np.float32, copy=False) @ w_col.transpose(0, 2, 1)
+    return done
+
+
+def _linear_weights(t: np.ndarray, n: int) -> np.ndarray:
+    """(m, P, n) linear interpolation matrices for block-relative coordinates ``t`` (m, P)."""
+    floor = np.floor(t)
+    frac = (t - floor).astype(np.float32)[..., None]
+    cell = np.clip(floor.astype(int), 0, n - 2)[..., None]  # out of range only for patches redone elsewhere
+    weights = np.zeros((*t.shape, n), dtype=np.float32)
+    np.put_along_axis(weights, cell, 1 - frac, axis=-1)
+    np.put_along_axis(weights, cell + 1, frac, axis=-1)
+    return weights
 
 
 def small_rotations(rng: np.random.Generator, count: int, max_deg: float) -> np.ndarray:
