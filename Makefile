@@ -31,10 +31,12 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
-## Hyper-parameter search of patch size and depth (arrives with the tuning stage).
+## Optuna search of patch size, depth, width, lr, weight decay; writes the best into params.yaml.
+## Resumes after an interruption; `make tune WORKERS=2` runs parallel workers on the same study.
+WORKERS ?= 1
 tune: setup
-	@echo "make tune: the Optuna search stage is not in this version yet (see the tuning issue)." >&2
-	@exit 2
+	$(BIN)/dvc repro patches
+	$(BIN)/lmtransfer tune --workers $(WORKERS)
 
 ## MLflow UI over the project's store, on http://127.0.0.1:5000
 ui: setup

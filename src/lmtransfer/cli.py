@@ -101,6 +101,37 @@ def cmd_patches(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from lmtransfer.tuning.apply import apply_best
+    from lmtransfer.tuning.search import TuneInputs, run_study
+
+    params = _params(args)
+    cfg = params.tune
+    overrides = {k: v for k, v in {"n_trials": args.n_trials, "timeout_s": args.timeout_s, "storage": args.storage,
+                                    "study_name": args.study_name}.items() if v is not None}
+    cfg = replace(cfg, **overrides)
+    manifest = Path(params.patches.manifest)
+    split_path = Path(params.split.out)
+    for needed in (manifest, split_path):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed}: not found; run `dvc repro patches` first (make tune does)")
+    inputs = TuneInputs(manifest, json.loads(split_path.read_text()), params.patches.patch, params.pretrain.train,
+                        params.pretrain.class_order_seed)
+    summary = run_study(cfg, inputs, workers=args.workers, track=params.pretrain.track)
+    print(f"trials: {summary['trials']} ({summary['complete']} complete, {summary['pruned']} pruned, {summary['failed']} failed); "
+          f"reports in {cfg.reports}")
+    if "best_params" not in summary:
+        print("no complete trial yet: params.yaml unchanged")
+        return 0
+    print(f"best: trial {summary['best_trial']}, validation top-1 {summary['best_val_top1']:.4f}, {summary['best_params']}")
+    if cfg.apply_best and not args.dry_run:
+        changes = apply_best(Path(args.params), summary["best_params"])
+        changed = {k: v for k, v in changes.items() if v[0] != v[1]}
+        print(f"{args.params}: " + (", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) if changed else "already the best setting")
+              + "; `dvc repro` retrains with it, `dvc params diff` shows the change")
+    return 0
+
+
 def cmd_pretrain(args) -> int:
     from lmtransfer.sampling.cache import file_hash
     from lmtransfer.training.pretrain import run_step
@@ -225,6 +256,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint to write (default models/lm_cnn_NAME.pt)")
     p.add_argument("--reports", help="report folder (default reports/pretrain/NAME)")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "tune",
+        help="Optuna search of patch size, depth, width, learning rate and weight decay",
+        description="Run or resume the Optuna study in `tune` of params.yaml: each trial trains briefly on the "
+        "patch cache of its field of view (built on first use) and is scored by validation top-1; poor trials are "
+        "pruned. Trials, plots and the fov x depth table go to reports/tune and MLflow (experiment landmark-tuning, "
+        "one parent run per study, nested runs per trial). The best setting is written back into params.yaml.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (sections tune, patches, split, pretrain)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine (default 1)")
+    p.add_argument("--n-trials", type=int, help="finished trials to reach (overrides tune.n_trials)")
+    p.add_argument("--timeout-s", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--storage", help="Optuna RDB URL (overrides tune.storage), e.g. postgresql://user@host/db")
+    p.add_argument("--study-name", help="study name (overrides tune.study_name)")
+    p.add_argument("--dry-run", action="store_true", help="do not write the best setting into params.yaml")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(
         "realism",

@@ -11,6 +11,7 @@ import yaml
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
 from lmtransfer.sampling.cache import PatchCacheConfig
 from lmtransfer.training.train import TrainConfig
+from lmtransfer.tuning.search import TuneConfig
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,7 @@ class Params:
     patches: PatchesParams = field(default_factory=PatchesParams)
     split: SplitParams = field(default_factory=SplitParams)
     pretrain: PretrainParams = field(default_factory=PretrainParams)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -114,8 +116,9 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     pretrain = _nested(PretrainParams, "train", TrainConfig, sections.pop("pretrain", {}), f"{path}: pretrain")
     ingest = _build(IngestParams, sections.pop("ingest", {}) or {}, f"{path}: ingest")
     split = _build(SplitParams, sections.pop("split", {}) or {}, f"{path}: split")
+    tune = _build(TuneConfig, sections.pop("tune", {}) or {}, f"{path}: tune")
     # sections of later stages are read by their own loaders
-    return Params(phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain)
+    return Params(phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain, tune=tune)
 
 
 def _nested(outer, inner_name: str, inner, values: dict | None, where: str):

@@ -101,7 +101,7 @@ def train_model(
         scheduler.step()
         train_seconds = time.perf_counter() - start
         scores = predict(model, val.x, normalise)
-        val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(scores).clamp_min(1e-12)), torch.from_numpy(val.y)))
+        val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(scores).clamp_min(1e-12)), torch.as_tensor(np.array(val.y))))
         val_top1 = float((scores.argmax(1) == val.y).mean())
         values = {"train_loss": total_loss / seen, "train_top1": correct / seen, "val_loss": val_loss, "val_top1": val_top1,
                   "patches_per_second": seen / train_seconds, "lr": scheduler.get_last_lr()[0]}

@@ -1,0 +1,1 @@
+"""Hyper-parameter search (Optuna) and hand-over of the best setting to ``params.yaml``."""

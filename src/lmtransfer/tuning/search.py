@@ -1,0 +1,363 @@
+"""`make tune`: an Optuna study of patch field of view, depth, width, learning rate and weight decay.
+
+The objective is the best validation top-1 of a short training run (never the test cases).
+Trials report every epoch so the pruner can stop poor ones; trials with the same patch field
+of view share one patch cache. The study lives in an RDB (SQLite inside the project by
+default), so a killed run resumes with every finished trial kept, and several processes or
+machines can work on one study.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, load_cache
+from lmtransfer.training.data import class_order, select
+from lmtransfer.training.train import TrainConfig, train_model
+
+EXPERIMENT = "landmark-tuning"
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Search space and budget (``tune`` in ``params.yaml``)."""
+
+    study_name: str = "lm-cnn-search"
+    storage: str = "sqlite:///optuna/tune.db"
+    n_trials: int = 24
+    timeout_s: float = 2700.0
+    landmarks: int = 60
+    max_epochs: int = 6
+    patience: int = 3
+    epoch_patches: int = 6000
+    fov_mm_choices: tuple[float, ...] = (32.0, 48.0, 64.0)
+    depth_choices: tuple[int, ...] = (2, 3, 4)
+    width_choices: tuple[int, ...] = (8, 16, 32)
+    lr_range: tuple[float, ...] = (3e-4, 3e-3)
+    weight_decay_range: tuple[float, ...] = (1e-5, 1e-3)
+    pruner_startup_trials: int = 4
+    pruner_warmup_epochs: int = 2
+    seed: int = 0
+    cache_dir: Path = Path("data/tune_patches")
+    reports: Path = Path("reports/tune")
+    apply_best: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("lr_range", "weight_decay_range"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"tune.{name}: expected [low, high] with 0 < low <= high, got {[low, high]}")
+        for name in ("fov_mm_choices", "depth_choices", "width_choices"):
+            if not getattr(self, name):
+                raise ValueError(f"tune.{name}: at least one choice is needed")
+        if self.n_trials < 1 or self.max_epochs < 1:
+            raise ValueError("tune.n_trials and tune.max_epochs must be at least 1")
+
+
+@dataclass(frozen=True)
+class TuneInputs:
+    """What every trial reads: the manifest, the case split, and the base settings it varies."""
+
+    manifest: Path
+    splits: dict
+    patch: PatchCacheConfig
+    train: TrainConfig
+    class_order_seed: int
+    threads: int = 1
+    mlflow_parent: str | None = None
+
+
+def suggest(trial, cfg: TuneConfig, base_patch: PatchCacheConfig, base_train: TrainConfig) -> tuple[PatchCacheConfig, TrainConfig]:
+    """The trial's patch and training settings (the budget knobs replace the pre-training ones)."""
+    patch = replace(base_patch, fov_mm=float(trial.suggest_categorical("fov_mm", list(cfg.fov_mm_choices))))
+    train = replace(
+        base_train,
+        depth=int(trial.suggest_categorical("depth", list(cfg.depth_choices))),
+        width=int(trial.suggest_categorical("width", list(cfg.width_choices))),
+        lr=trial.suggest_float("lr", *cfg.lr_range, log=True),
+        weight_decay=trial.suggest_float("weight_decay", *cfg.weight_decay_range, log=True),
+        max_epochs=cfg.max_epochs, patience=cfg.patience, epoch_patches=cfg.epoch_patches,
+    )
+    return patch, train
+
+
+def cache_for(patch: PatchCacheConfig, manifest: Path, root: Path, workers: int = 1) -> Path:
+    """The patch cache of one patch setting, built on first use; a file lock keeps parallel workers
+    from building the same cache twice (the second waits, then reuses it)."""
+    folder = Path(root) / f"fov{patch.fov_mm:g}mm_{patch.pixels}px"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            build_patch_cache(pd.read_csv(manifest), file_hash(manifest), patch, folder, workers=workers, progress=False)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
+
+
+def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
+    """Best validation top-1 of a short training run; reports each epoch and may be pruned."""
+    import optuna
+
+    patch, train_cfg = suggest(trial, cfg, inputs.patch, inputs.train)
+    train_cfg = replace(train_cfg, threads=inputs.threads)
+    start = time.perf_counter()
+    patches, index = load_cache(cache_for(patch, inputs.manifest, cfg.cache_dir))
+    order = class_order(index["name"].tolist(), inputs.class_order_seed)
+    class_names = order[: cfg.landmarks] + ["background"]
+    train = select(patches, index, inputs.splits["train"], class_names, "all")
+    val = select(patches, index, inputs.splits["val"], class_names, "clean")
+    run = _TrialRun(inputs.mlflow_parent, trial, patch, train_cfg)
+
+    def on_epoch(epoch: int, values: dict) -> None:
+        run.log_epoch(epoch, values)
+        trial.report(values["val_top1"], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} (val top-1 {values['val_top1']:.3f})")
+
+    try:
+        _, history = train_model(train, val, train_cfg, on_epoch=on_epoch, progress=None)
+    except optuna.TrialPruned:
+        run.finish("PRUNED", time.perf_counter() - start)
+        raise
+    except BaseException:
+        run.finish("FAILED", time.perf_counter() - start)
+        raise
+    best = float(history["val_top1"].max())
+    trial.set_user_attr("seconds", time.perf_counter() - start)
+    trial.set_user_attr("epochs", int(len(history)))
+    run.finish("COMPLETE", time.perf_counter() - start, best)
+    return best
+
+
+class _TrialRun:
+    """A nested MLflow run for one trial (through the client, so any worker process can log)."""
+
+    def __init__(self, parent_id: str | None, trial, patch: PatchCacheConfig, train: TrainConfig):
+        self.client = self.run_id = None
+        if parent_id is None:
+            return
+        import mlflow
+
+        from lmtransfer.tracking import setup_mlflow
+
+        experiment_id = setup_mlflow(EXPERIMENT)
+        self.client = mlflow.MlflowClient()
+        run = self.client.create_run(experiment_id, run_name=f"trial-{trial.number:03d}",
+                                     tags={"mlflow.parentRunId": parent_id, "optuna.trial": str(trial.number)})
+        self.run_id = run.info.run_id
+        params = {"patch.fov_mm": patch.fov_mm, **{f"train.{k}": v for k, v in asdict(train).items()}}
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, value)
+
+    def log_epoch(self, epoch: int, values: dict) -> None:
+        if self.client:
+            for key, value in values.items():
+                self.client.log_metric(self.run_id, key, float(value), step=epoch)
+
+    def finish(self, state: str, seconds: float, best: float | None = None) -> None:
+        if not self.client:
+            return
+        self.client.set_tag(self.run_id, "state", state)
+        self.client.log_metric(self.run_id, "trial_seconds", seconds)
+        if best is not None:
+            self.client.log_metric(self.run_id, "best_val_top1", best)
+        self.client.set_terminated(self.run_id, "FINISHED" if state != "FAILED" else "FAILED")
+
+
+def open_study(cfg: TuneConfig):
+    """Create or load the study. Trials of a killed process are failed after a heartbeat grace
+    period and re-queued with the same parameters."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    if cfg.storage.startswith("sqlite:///") and not cfg.storage.startswith("sqlite:////"):
+        Path(cfg.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice since v2.8
+        storage = RDBStorage(cfg.storage, heartbeat_interval=20, grace_period=60,
+                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                             engine_kwargs={"connect_args": {"timeout": 60}} if cfg.storage.startswith("sqlite") else None)
+    return optuna.create_study(
+        study_name=cfg.study_name, storage=storage, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(8, cfg.n_trials)),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_epochs),
+    )
+
+
+def _worker(cfg: TuneConfig, inputs: TuneInputs, worker: int) -> int:
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(replace(cfg, seed=cfg.seed + worker))
+    done = MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    study.optimize(lambda trial: objective(trial, cfg, inputs), timeout=cfg.timeout_s, callbacks=[done, _print_trial],
+                   catch=(ValueError,))
+    return worker
+
+
+def _print_trial(study, trial) -> None:
+    value = f"{trial.value:.4f}" if trial.value is not None else "-"
+    seconds = trial.user_attrs.get("seconds")
+    print(f"  trial {trial.number:3d} {trial.state.name:8s} val top-1 {value}  {trial.params}"
+          + (f"  {seconds:.0f} s" if seconds else ""), flush=True)
+
+
+def finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials(deepcopy=False))
+
+
+def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, track: bool = True) -> dict:
+    """Run (or resume) the study with ``workers`` processes until ``n_trials`` trials have finished
+    or ``timeout_s`` passed; write the reports; return the summary."""
+    study = open_study(cfg)
+    already = finished(study)
+    print(f"study {cfg.study_name!r} at {cfg.storage}: {already} of {cfg.n_trials} trials finished before this run")
+    parent = _parent_run(cfg, inputs) if track else None
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    inputs = replace(inputs, threads=threads, mlflow_parent=parent)
+    start = time.perf_counter()
+    if already < cfg.n_trials:
+        if workers == 1:
+            _worker(cfg, inputs, 0)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(_worker, [cfg] * workers, [inputs] * workers, range(workers)))
+    study = open_study(cfg)
+    summary = write_reports(study, cfg.reports)
+    summary["wall_seconds_this_run"] = round(time.perf_counter() - start, 1)
+    (Path(cfg.reports) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if parent:
+        _finish_parent(parent, cfg, summary)
+    return summary
+
+
+def trials_table(study) -> pd.DataFrame:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"trial": t.number, "state": t.state.name, "val_top1": t.value, **t.params,
+                     "epochs": len(t.intermediate_values), "seconds": t.user_attrs.get("seconds")})
+    return pd.DataFrame(rows)
+
+
+def heat_map_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Best validation top-1 of the complete trials by patch field of view (rows) and depth (columns)."""
+    complete = trials[trials["state"] == "COMPLETE"]
+    if complete.empty:
+        return pd.DataFrame()
+    return complete.pivot_table(index="fov_mm", columns="depth", values="val_top1", aggfunc="max").sort_index()
+
+
+def write_reports(study, out_dir: Path) -> dict:
+    """trials.csv, the fov x depth table (CSV + PNG), Optuna's plots and the best setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trials = trials_table(study)
+    trials.to_csv(out_dir / "trials.csv", index=False, float_format="%.6g")
+    table = heat_map_table(trials) if not trials.empty else pd.DataFrame()
+    summary = {"trials": int(len(trials)), "complete": int((trials.get("state") == "COMPLETE").sum()) if len(trials) else 0,
+               "pruned": int((trials.get("state") == "PRUNED").sum()) if len(trials) else 0,
+               "failed": int((trials.get("state") == "FAIL").sum()) if len(trials) else 0}
+    if table.empty:
+        return summary
+    table.to_csv(out_dir / "val_top1_fov_by_depth.csv", float_format="%.4f")
+    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * table.shape[1], 1.2 + 0.6 * table.shape[0]))
+    image = ax.imshow(table.to_numpy(float), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
+    ax.set_yticks(range(table.shape[0]), [f"{v:g}" for v in table.index])
+    ax.set_xlabel("depth (VGG blocks)")
+    ax.set_ylabel("patch field of view (mm)")
+    for (r, c), value in np.ndenumerate(table.to_numpy(float)):
+        if np.isfinite(value):
+            ax.text(c, r, f"{value:.3f}", ha="center", va="center", color="white" if value < np.nanmax(table.to_numpy()) else "black")
+    ax.set_title("best validation top-1")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(out_dir / "val_top1_fov_by_depth.png", dpi=120)
+    plt.close(fig)
+    _optuna_plots(study, out_dir)
+    best = study.best_trial
+    summary.update({"best_trial": best.number, "best_val_top1": best.value, "best_params": best.params,
+                    "median_trial_seconds": float(trials.loc[trials["state"] == "COMPLETE", "seconds"].median())})
+    (out_dir / "best.json").write_text(json.dumps({"trial": best.number, "val_top1": best.value, "params": best.params}, indent=2) + "\n")
+    return summary
+
+
+def _optuna_plots(study, out_dir: Path) -> None:
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    plots = {"optimization_history": ovm.plot_optimization_history, "param_importances": ovm.plot_param_importances,
+             "intermediate_values": ovm.plot_intermediate_values}
+    for name, plot in plots.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib backend experimental
+            try:
+                ax = plot(study)
+            except (ValueError, RuntimeError) as exc:  # e.g. importances need two complete trials
+                print(f"  (no {name} plot: {exc})")
+                continue
+        ax.figure.set_size_inches(7, 4.5)
+        ax.figure.tight_layout()
+        ax.figure.savefig(out_dir / f"{name}.png", dpi=110)
+        plt.close(ax.figure)
+
+
+def _parent_run(cfg: TuneConfig, inputs: TuneInputs) -> str:
+    """The study's MLflow run: found by its study tag (a resumed study keeps its run), else created."""
+    import mlflow
+
+    from lmtransfer.tracking import git_commit, setup_mlflow
+
+    experiment_id = setup_mlflow(EXPERIMENT)
+    client = mlflow.MlflowClient()
+    found = client.search_runs([experiment_id], filter_string=f"tags.optuna_study = '{cfg.study_name}' and tags.optuna_storage = '{cfg.storage}'",
+                               max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=f"study-{cfg.study_name}",
+                            tags={"optuna_study": cfg.study_name, "optuna_storage": cfg.storage, "git_commit": git_commit(),
+                                  "seed": str(cfg.seed), "data.manifest_sha256": file_hash(inputs.manifest),
+                                  "data.splits_sha256": _splits_hash(inputs.splits)})
+    for key, value in asdict(cfg).items():
+        client.log_param(run.info.run_id, f"tune.{key}", value)
+    return run.info.run_id
+
+
+def _splits_hash(splits: dict) -> str:
+    import hashlib
+
+    text = json.dumps({k: sorted(v) for k, v in splits.items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _finish_parent(run_id: str, cfg: TuneConfig, summary: dict) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key in ("trials", "complete", "pruned", "failed", "best_val_top1"):
+        if summary.get(key) is not None:
+            client.log_metric(run_id, key, float(summary[key]))
+    for key, value in summary.get("best_params", {}).items():
+        client.set_tag(run_id, f"best.{key}", str(value))
+    client.log_artifacts(run_id, str(cfg.reports), artifact_path="study")
+    client.set_terminated(run_id, "FINISHED")
