@@ -55,3 +55,27 @@ def test_split_by_case_is_disjoint_and_fixed():
     assert (len(a["val"]), len(a["test"])) == (6, 6)
     with pytest.raises(ValueError, match="too few"):
         split_cases(cases[:2], (0.5, 0.25, 0.25), 0)
+
+
+def test_interrupted_build_resumes_from_finished_cases(manifest, tmp_path, monkeypatch):
+    import lmtransfer.sampling.cache as cache
+
+    real, calls = cache._case_patches, []
+
+    def interrupted_on_second(case, *args):
+        calls.append(case)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(case, *args)
+
+    monkeypatch.setattr(cache, "_case_patches", interrupted_on_second)
+    cfg = PatchCacheConfig(background_per_case=5, augmented_copies=0)
+    out = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        build_patch_cache(manifest, "m", cfg, out, progress=False)
+    assert len(list((out / "cases").glob("*.npz"))) == 1 and not (out / "patches.npy").exists()
+    first = calls[0]
+    calls.clear()
+    build_patch_cache(manifest, "m", cfg, out, progress=False)
+    assert first not in calls and len(calls) == 1  # only the unfinished case is cut again
+    assert (out / "patches.npy").exists() and not (out / "cases").exists()

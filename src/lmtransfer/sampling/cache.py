@@ -5,7 +5,8 @@ Layout of a cache folder::
     patches.npy   int16 HU, (N, 3, P, P), memory-mappable
     index.csv     row, case, name ("background" for the +1 class), variant, x/y/z_lps_mm
     cache.json    the settings and the manifest hash it was built from
-    cases/        per-case pieces while building (an interrupted build resumes from them)
+    cases/        per-case pieces while building (an interrupted build resumes from them;
+                  removed once patches.npy is complete)
 
 Variant 0 of each centre is the exact patch (validation and test use only it); variants
 1..``augmented_copies`` are jittered and rotated copies for training.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,6 +125,7 @@ def build_patch_cache(manifest: pd.DataFrame, manifest_hash: str, cfg: PatchCach
     bar.close()
     _consolidate(cases, pieces, out_dir, cfg)
     info_path.write_text(json.dumps(info, indent=1))
+    shutil.rmtree(pieces)  # the consolidated array holds them all; keeping them would double the disk
     return out_dir
 
 
