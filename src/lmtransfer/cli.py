@@ -116,7 +116,7 @@ def cmd_tune(args) -> int:
         if not needed.exists():
             raise FileNotFoundError(f"{needed}: not found; run `dvc repro patches` first (make tune does)")
     inputs = TuneInputs(manifest, json.loads(split_path.read_text()), params.patches.patch, params.pretrain.train,
-                        params.pretrain.class_order_seed)
+                        params.pretrain.class_order_seed, reuse_caches=(Path(params.patches.out_dir),))
     summary = run_study(cfg, inputs, workers=args.workers, track=params.pretrain.track)
     print(f"trials: {summary['trials']} ({summary['complete']} complete, {summary['pruned']} pruned, {summary['failed']} failed); "
           f"reports in {cfg.reports}")

@@ -10,7 +10,7 @@ import pytest
 
 from lmtransfer.io.manifest import build_manifest, write_outputs
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig, generate_dataset
-from lmtransfer.sampling.cache import PatchCacheConfig, split_cases
+from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, split_cases
 from lmtransfer.training.train import TrainConfig
 from lmtransfer.tuning.search import TuneConfig, TuneInputs, heat_map_table, run_study
 
@@ -25,8 +25,11 @@ def test_study_runs_resumes_and_tracks(tmp_path, monkeypatch):
     manifest, report = build_manifest(tmp_path / "phantom" / "images", [tmp_path / "phantom" / "landmarks"], progress=False)
     write_outputs(manifest, report, tmp_path / "manifest")
     splits = split_cases(sorted(manifest["case"].unique()), (0.5, 0.25, 0.25), 0)
-    inputs = TuneInputs(tmp_path / "manifest" / "manifest.csv", splits, PatchCacheConfig(background_per_case=12, augmented_copies=1),
-                        TrainConfig(feature_dim=32, batch_size=32), class_order_seed=0)
+    base_patch = PatchCacheConfig(fov_mm=48.0, background_per_case=12, augmented_copies=1)
+    manifest_path = tmp_path / "manifest" / "manifest.csv"
+    pipeline_cache = build_patch_cache(manifest, file_hash(manifest_path), base_patch, tmp_path / "pipeline_patches", progress=False)
+    inputs = TuneInputs(manifest_path, splits, base_patch, TrainConfig(feature_dim=32, batch_size=32), class_order_seed=0,
+                        reuse_caches=(pipeline_cache,))
     cfg = TuneConfig(storage=f"sqlite:///{tmp_path / 'optuna.db'}", n_trials=3, landmarks=10, max_epochs=2, patience=2,
                      epoch_patches=192, fov_mm_choices=(32.0, 48.0), depth_choices=(2, 3), width_choices=(4,),
                      pruner_startup_trials=1, pruner_warmup_epochs=1, cache_dir=tmp_path / "caches", reports=tmp_path / "reports")
@@ -35,8 +38,9 @@ def test_study_runs_resumes_and_tracks(tmp_path, monkeypatch):
     assert first["trials"] == 3 and first["complete"] + first["pruned"] == 3
     trials = pd.read_csv(tmp_path / "reports" / "trials.csv")
     assert set(trials["fov_mm"]) <= {32.0, 48.0} and trials.loc[trials["state"] == "COMPLETE", "val_top1"].between(0, 1).all()
-    caches = sorted(p.name for p in (tmp_path / "caches").iterdir())
-    assert caches == sorted({f"fov{f:g}mm_32px" for f in trials["fov_mm"]})  # one cache per field of view
+    caches = sorted(p.name for p in (tmp_path / "caches").iterdir()) if (tmp_path / "caches").exists() else []
+    # one cache per field of view; the pipeline's own 48 mm cache is reused, not rebuilt
+    assert caches == sorted({f"fov{f:g}mm_32px" for f in trials["fov_mm"] if f != 48.0})
     best = json.loads((tmp_path / "reports" / "best.json").read_text())
     assert best["val_top1"] == pytest.approx(trials["val_top1"].max(), abs=1e-5)
     assert (tmp_path / "reports" / "val_top1_fov_by_depth.png").stat().st_size > 5000

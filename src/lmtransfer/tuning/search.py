@@ -75,6 +75,7 @@ class TuneInputs:
     class_order_seed: int
     threads: int = 1
     mlflow_parent: str | None = None
+    reuse_caches: tuple[Path, ...] = ()
 
 
 def suggest(trial, cfg: TuneConfig, base_patch: PatchCacheConfig, base_train: TrainConfig) -> tuple[PatchCacheConfig, TrainConfig]:
@@ -91,9 +92,18 @@ def suggest(trial, cfg: TuneConfig, base_patch: PatchCacheConfig, base_train: Tr
     return patch, train
 
 
-def cache_for(patch: PatchCacheConfig, manifest: Path, root: Path, workers: int = 1) -> Path:
-    """The patch cache of one patch setting, built on first use; a file lock keeps parallel workers
-    from building the same cache twice (the second waits, then reuses it)."""
+def cache_for(patch: PatchCacheConfig, manifest: Path, root: Path, workers: int = 1, reuse: tuple[Path, ...] = ()) -> Path:
+    """The patch cache of one patch setting, built on first use.
+
+    A finished cache in ``reuse`` with the same settings and manifest (the pipeline's own
+    ``data/patches``) is used as it is. A file lock keeps parallel workers from building the same
+    cache twice: the second waits, then reads it.
+    """
+    key = patch.key(file_hash(manifest))
+    for folder in reuse:
+        info = Path(folder) / "cache.json"
+        if info.exists() and json.loads(info.read_text()).get("key") == key and (Path(folder) / "patches.npy").exists():
+            return Path(folder)
     folder = Path(root) / f"fov{patch.fov_mm:g}mm_{patch.pixels}px"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
@@ -112,7 +122,7 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
     patch, train_cfg = suggest(trial, cfg, inputs.patch, inputs.train)
     train_cfg = replace(train_cfg, threads=inputs.threads)
     start = time.perf_counter()
-    patches, index = load_cache(cache_for(patch, inputs.manifest, cfg.cache_dir))
+    patches, index = load_cache(cache_for(patch, inputs.manifest, cfg.cache_dir, inputs.threads, inputs.reuse_caches))
     order = class_order(index["name"].tolist(), inputs.class_order_seed)
     class_names = order[: cfg.landmarks] + ["background"]
     train = select(patches, index, inputs.splits["train"], class_names, "all")
