@@ -34,12 +34,12 @@ class TuneConfig:
 
     study_name: str = "lm-cnn-search"
     storage: str = "sqlite:///optuna/tune.db"
-    n_trials: int = 24
+    n_trials: int = 16
     timeout_s: float = 2700.0
     landmarks: int = 60
-    max_epochs: int = 6
+    max_epochs: int = 5
     patience: int = 3
-    epoch_patches: int = 6000
+    epoch_patches: int = 4000
     fov_mm_choices: tuple[float, ...] = (32.0, 48.0, 64.0)
     depth_choices: tuple[int, ...] = (2, 3, 4)
     width_choices: tuple[int, ...] = (8, 16, 32)
