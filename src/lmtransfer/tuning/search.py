@@ -237,7 +237,7 @@ def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, track: bool
     study = open_study(cfg)
     already = finished(study)
     print(f"study {cfg.study_name!r} at {cfg.storage}: {already} of {cfg.n_trials} trials finished before this run")
-    parent = _parent_run(cfg, inputs) if track else None
+    parent = _parent_run(study, cfg, inputs) if track else None
     threads = max(1, (os.cpu_count() or 1) // workers)
     inputs = replace(inputs, threads=threads, mlflow_parent=parent)
     start = time.perf_counter()
@@ -332,24 +332,29 @@ def _optuna_plots(study, out_dir: Path) -> None:
         plt.close(ax.figure)
 
 
-def _parent_run(cfg: TuneConfig, inputs: TuneInputs) -> str:
-    """The study's MLflow run: found by its study tag (a resumed study keeps its run), else created."""
+def _parent_run(study, cfg: TuneConfig, inputs: TuneInputs) -> str:
+    """The study's MLflow run. Its id is kept in the study itself, so a resumed study logs into the
+    same run and a new study of the same name gets a new one."""
     import mlflow
 
     from lmtransfer.tracking import git_commit, setup_mlflow
 
     experiment_id = setup_mlflow(EXPERIMENT)
     client = mlflow.MlflowClient()
-    found = client.search_runs([experiment_id], filter_string=f"tags.optuna_study = '{cfg.study_name}' and tags.optuna_storage = '{cfg.storage}'",
-                               max_results=1)
-    if found:
-        return found[0].info.run_id
+    known = study.user_attrs.get("mlflow_parent_run")
+    if known:
+        try:
+            client.get_run(known)
+            return known
+        except mlflow.exceptions.MlflowException:
+            pass  # the tracking store was reset: start a new parent run
     run = client.create_run(experiment_id, run_name=f"study-{cfg.study_name}",
                             tags={"optuna_study": cfg.study_name, "optuna_storage": cfg.storage, "git_commit": git_commit(),
                                   "seed": str(cfg.seed), "data.manifest_sha256": file_hash(inputs.manifest),
                                   "data.splits_sha256": _splits_hash(inputs.splits)})
     for key, value in asdict(cfg).items():
         client.log_param(run.info.run_id, f"tune.{key}", value)
+    study.set_user_attr("mlflow_parent_run", run.info.run_id)
     return run.info.run_id
 
 
