@@ -79,6 +79,8 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     params["ingest"]["workers"] = 1
     params["patches"].update(background_per_case=16, augmented_copies=1, workers=1)
     params["pretrain"].update(width=8, depth=2, feature_dim=32, max_epochs=1, epoch_patches=256, threads=1)
+    params["tune"].update(n_trials=2, landmarks=10, max_epochs=1, epoch_patches=128, fov_mm_choices=[32.0], depth_choices=[2],
+                          width_choices=[4])
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -102,3 +104,13 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     assert "Running stage" not in second.stdout  # nothing changed, nothing re-run
     metrics = run(*dvc, "metrics", "show")
     assert "landmark_kinds" in metrics.stdout and "test_top1" in metrics.stdout
+
+    # the search writes its best setting into params.yaml, and DVC sees which stages it touches
+    tuned = run(sys.executable, "-m", "lmtransfer.cli", "tune")
+    assert "2 complete" in tuned.stdout or "pruned" in tuned.stdout
+    best = json.loads((project / "reports" / "tune" / "best.json").read_text())
+    written = yaml.safe_load((project / "params.yaml").read_text())
+    assert written["pretrain"]["lr"] == pytest.approx(best["params"]["lr"], rel=1e-5)
+    assert written["patches"]["fov_mm"] == 32.0 and written["pretrain"]["width"] == 4
+    status = run(*dvc, "status")
+    assert "pretrain_20:" in status.stdout and "patches:" in status.stdout and "phantom_ct:" not in status.stdout
