@@ -51,6 +51,7 @@ def test_study_runs_resumes_and_tracks(tmp_path, monkeypatch):
     study = optuna.load_study(study_name=cfg.study_name, storage=cfg.storage)
 
     assert len(study.trials) == 4
+    assert study.trials[3].params != study.trials[0].params  # the resumed run draws a new point
 
     client = mlflow.MlflowClient()
     experiment = mlflow.get_experiment_by_name("landmark-tuning")

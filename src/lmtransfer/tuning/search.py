@@ -211,7 +211,10 @@ def _worker(cfg: TuneConfig, inputs: TuneInputs, worker: int) -> int:
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(replace(cfg, seed=cfg.seed + worker))
+    # seeded by worker and by the trials already there, so a resumed study (and each parallel
+    # worker) draws new points instead of repeating the first run's random start
+    existing = len(open_study(cfg).get_trials(deepcopy=False))
+    study = open_study(replace(cfg, seed=cfg.seed + 1000 * worker + existing))
     done = MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
     study.optimize(lambda trial: objective(trial, cfg, inputs), timeout=cfg.timeout_s, callbacks=[done, _print_trial],
                    catch=(ValueError,))
@@ -284,9 +287,9 @@ def write_reports(study, out_dir: Path) -> dict:
     trials = trials_table(study)
     trials.to_csv(out_dir / "trials.csv", index=False, float_format="%.6g")
     table = heat_map_table(trials) if not trials.empty else pd.DataFrame()
-    summary = {"trials": int(len(trials)), "complete": int((trials.get("state") == "COMPLETE").sum()) if len(trials) else 0,
-               "pruned": int((trials.get("state") == "PRUNED").sum()) if len(trials) else 0,
-               "failed": int((trials.get("state") == "FAIL").sum()) if len(trials) else 0}
+    states = trials["state"].value_counts() if len(trials) else pd.Series(dtype=int)
+    summary = {"trials": int(len(trials)), "complete": int(states.get("COMPLETE", 0)), "pruned": int(states.get("PRUNED", 0)),
+               "failed": int(states.get("FAIL", 0))}
     if table.empty:
         return summary
     table.to_csv(out_dir / "val_top1_fov_by_depth.csv", float_format="%.4f")
