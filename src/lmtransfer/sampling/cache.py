@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -115,7 +116,9 @@ def build_patch_cache(manifest: pd.DataFrame, manifest_hash: str, cfg: PatchCach
     bar = tqdm(total=len(cases), initial=len(cases) - len(todo), desc="patches", unit="case", disable=not progress)
     args = [(c, groups[c], cfg, seeds[c], pieces / f"{c}.npz") for c in todo]
     if workers > 1 and len(args) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: callers such as `lmtransfer tune` run threads (Optuna's heartbeat,
+        # torch) whose locks a forked child would inherit held, and hang on
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for _ in pool.map(_case_patches, *zip(*args)):
                 bar.update()
     else:

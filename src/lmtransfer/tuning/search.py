@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import multiprocessing
 import os
 import time
 import warnings
@@ -248,7 +249,7 @@ def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, track: bool
         if workers == 1:
             _worker(cfg, inputs, 0)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 list(pool.map(_worker, [cfg] * workers, [inputs] * workers, range(workers)))
     study = open_study(cfg)
     summary = write_reports(study, cfg.reports)
