@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,10 +19,10 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
-from tqdm import tqdm
 
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.landmarks import write_slicer_json
+from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing
 from lmtransfer.phantoms.shapes import BodyWarp, SmoothFunction1D, rotation
 from lmtransfer.phantoms.tissues import Tissue, hu_table
 from lmtransfer.phantoms.torso_anatomy import LANDMARKS, TorsoAnatomy, TorsoBuilder
@@ -58,9 +57,8 @@ class PhantomCTConfig:
 def _source_digest() -> str:
     """Hash of the phantom's source: a code change invalidates cases written before it."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name not in {"preview.py", "realism.py", "__init__.py"}:
-            digest.update(path.read_bytes())
+    for name in ("torso_ct.py", "torso_anatomy.py", "shapes.py", "tissues.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -74,10 +72,6 @@ class PhantomCase:
     landmarks_lps_mm: dict[str, np.ndarray]
     in_image: dict[str, bool]
     meta: dict = field(default_factory=dict)
-
-
-def case_id(index: int) -> str:
-    return f"case_{index:03d}"
 
 
 def _sample_warp(rng: np.random.Generator, anatomy: TorsoAnatomy, cfg: PhantomCTConfig) -> BodyWarp:
@@ -231,30 +225,6 @@ def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.ra
     return np.rint(hu).astype(np.int16), noise_hu
 
 
-@dataclass(frozen=True)
-class CasePaths:
-    image: Path
-    labels: Path
-    landmarks: Path
-    meta: Path
-
-    @classmethod
-    def of(cls, out_dir: Path, cid: str) -> CasePaths:
-        out_dir = Path(out_dir)
-        return cls(
-            out_dir / "images" / f"{cid}.nii.gz", out_dir / "labels" / f"{cid}.nii.gz",
-            out_dir / "landmarks" / f"{cid}.mrk.json", out_dir / "meta" / f"{cid}.json",
-        )
-
-    def complete(self, fingerprint: str) -> bool:
-        if not all(p.exists() for p in (self.image, self.labels, self.landmarks, self.meta)):
-            return False
-        try:
-            return json.loads(self.meta.read_text()).get("fingerprint") == fingerprint
-        except (json.JSONDecodeError, OSError):
-            return False
-
-
 def write_case(case: PhantomCase, out_dir: Path, fingerprint: str) -> CasePaths:
     """Write one case atomically (temporary names, then rename; the meta file last marks it done)."""
     paths = CasePaths.of(out_dir, case.case_id)
@@ -291,34 +261,8 @@ def generate_dataset(cfg: PhantomCTConfig, out_dir: Path, workers: int = 1, prog
     LPS mm, 3D Slicer markups), ``meta/case_XXX.json`` (case parameters and all 64 landmarks with
     an in-image flag), plus ``cases.csv``, ``landmarks.csv`` and ``tissues.json``.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = cfg.fingerprint()
-    todo = [i for i in range(cfg.n_cases) if not CasePaths.of(out_dir, case_id(i)).complete(fingerprint)]
-    _remove_extra_cases(out_dir, cfg.n_cases)
-    bar = tqdm(total=cfg.n_cases, initial=cfg.n_cases - len(todo), desc="phantom CT", unit="case", disable=not progress)
-    if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(_render_and_write, todo, [cfg] * len(todo), [out_dir] * len(todo)):
-                bar.update()
-    else:
-        for i in todo:
-            _render_and_write(i, cfg, out_dir)
-            bar.update()
-    bar.close()
+    render_missing(_render_and_write, cfg, out_dir, cfg.n_cases, cfg.fingerprint(), workers, "phantom CT", progress)
     return write_index(out_dir, cfg.n_cases)
-
-
-def _remove_extra_cases(out_dir: Path, n_cases: int) -> None:
-    """Cases beyond ``n_cases`` (from an earlier, larger run) would leak into ingestion: remove them."""
-    for sub, suffix in (("images", ".nii.gz"), ("labels", ".nii.gz"), ("landmarks", ".mrk.json"), ("meta", ".json")):
-        folder = out_dir / sub
-        if not folder.is_dir():
-            continue
-        for path in folder.glob(f"case_*{suffix}"):
-            number = path.name[len("case_") : -len(suffix)]
-            if number.isdigit() and int(number) >= n_cases:
-                path.unlink()
 
 
 def write_index(out_dir: Path, n_cases: int) -> pd.DataFrame:
