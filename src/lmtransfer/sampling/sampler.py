@@ -11,7 +11,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from lmtransfer.io.coords import Geometry
-from lmtransfer.sampling.planes import PatchSpec, sample_planes, small_rotations
+from lmtransfer.sampling.planes import AIR_HU, PatchSpec, sample_planes, small_rotations
 
 POINTS_KEY = "points_lps_mm"
 NAMES_KEY = "point_names"
@@ -34,11 +34,14 @@ class LandmarkSampler(tio.data.PatchSampler):
         rotation_deg: random rotation of each patch frame up to this angle.
         image_name: key of the CT image in the subject.
         seed: seed of the augmentation generator (patches are reproducible for a given seed).
+        fill_value: value outside the image (air in CT; 0 for MR magnitude images).
     """
 
-    def __init__(self, spec: PatchSpec, jitter_mm: float = 0.0, rotation_deg: float = 0.0, image_name: str = "ct", seed: int | None = 0):
+    def __init__(self, spec: PatchSpec, jitter_mm: float = 0.0, rotation_deg: float = 0.0, image_name: str = "ct", seed: int | None = 0,
+                 fill_value: float = AIR_HU):
         super().__init__((spec.pixels, spec.pixels, 1))
         self.spec, self.jitter_mm, self.rotation_deg, self.image_name = spec, jitter_mm, rotation_deg, image_name
+        self.fill_value = fill_value
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, subject: tio.Subject, num_patches: int | None = None) -> Generator[tio.Subject]:
@@ -54,7 +57,7 @@ class LandmarkSampler(tio.data.PatchSampler):
             centres = centres + self.rng.uniform(-self.jitter_mm, self.jitter_mm, centres.shape)
         rotations = small_rotations(self.rng, len(centres), self.rotation_deg) if self.rotation_deg > 0 else None
         volume = image.data[0].numpy()
-        return sample_planes(volume, geometry, centres, self.spec, rotations), centres
+        return sample_planes(volume, geometry, centres, self.spec, rotations, fill_hu=self.fill_value), centres
 
     def _generate_patches(self, subject: tio.Subject, num_patches: int | None = None) -> Generator[tio.Subject]:
         planes, centres = self.sample_arrays(subject)
