@@ -179,6 +179,163 @@ def cmd_realism(args) -> int:
     return 0
 
 
+def cmd_phantom_mra(args) -> int:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from lmtransfer.phantoms.dataset import case_id
+    from lmtransfer.phantoms.head_mra import generate_dataset, save_mip_preview
+
+    params = _params(args).phantom_mra
+    cfg = params.phantom if args.n_cases is None else replace(params.phantom, n_cases=args.n_cases)
+    out_dir = Path(args.out or params.out_dir)
+    start = time.perf_counter()
+    table = generate_dataset(cfg, out_dir, workers=args.workers or params.workers, progress=not args.quiet)
+    print(f"{len(table)} MRA cases in {out_dir} ({time.perf_counter() - start:.1f} s); {int((table['aneurysms'] > 0).sum())} with "
+          f"aneurysms, {int(table['aneurysms'].sum())} aneurysms in all")
+    if args.preview:
+        for index in params.preview_cases:
+            if index < cfg.n_cases:
+                cid = case_id(index)
+                meta = json.loads((out_dir / "meta" / f"{cid}.json").read_text())
+                centres = np.array([a["centre_lps_mm"] for a in meta["aneurysm_list"]]).reshape(-1, 3)
+                path = save_mip_preview(sitk.ReadImage(str(out_dir / "images" / f"{cid}.nii.gz")), centres,
+                                        out_dir / "previews" / f"{cid}_mip.png", f"{cid}: {len(centres)} aneurysm(s) circled")
+                print(f"preview: {path}")
+    return 0
+
+
+def cmd_vessels(args) -> int:
+    from lmtransfer.transfer.vessels import extract_dataset
+
+    params = _params(args).vessels
+    images = Path(args.images or params.images)
+    truth = Path(params.truth) if params.truth and Path(params.truth).exists() else None
+    start = time.perf_counter()
+    table = extract_dataset(images, Path(args.out or params.out_dir), params.vessel, truth, workers=args.workers or params.workers,
+                            progress=not args.quiet)
+    reports = Path(params.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    table.to_csv(reports / "extraction.csv", index=False)
+    metrics = {"cases": len(table), "seconds": round(time.perf_counter() - start, 1),
+               "mean_vessel_voxels": round(float(table["vessel_voxels"].mean()), 1)}
+    if "dice" in table:
+        metrics.update(dice_mean=round(float(table["dice"].mean()), 4), dice_min=round(float(table["dice"].min()), 4),
+                       dice_median=round(float(table["dice"].median()), 4))
+        if "aneurysm_voxels_found" in table and table["aneurysm_voxels_found"].notna().any():
+            metrics["aneurysm_voxels_found_mean"] = round(float(table["aneurysm_voxels_found"].mean()), 4)
+    (reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"vessel masks for {len(table)} cases" + (f"; Dice mean {metrics['dice_mean']:.3f} (min {metrics['dice_min']:.3f})"
+                                                     if "dice_mean" in metrics else "") + f"; {reports / 'metrics.json'}")
+    return 0
+
+
+def cmd_lesion_patches(args) -> int:
+    from lmtransfer.transfer.datasets import luna_lesion_set, medmnist_lesion_set
+    from lmtransfer.transfer.lesions import phantom_lesion_set, save_lesion_set
+
+    params = _params(args).lesion
+    source = args.source or params.source
+    start = time.perf_counter()
+    if source == "phantom":
+        lesions = phantom_lesion_set(params.phantom_dir, params.vessels_dir, params.patch, params.workers, progress=not args.quiet)
+    elif source == "medmnist":
+        if not params.medmnist_npz:
+            raise FileNotFoundError("lesion.source is medmnist but lesion.medmnist_npz is empty in params.yaml")
+        lesions = medmnist_lesion_set(Path(params.medmnist_npz), params.medmnist_positive_labels, params.patch.pixels)
+    else:
+        if not (params.luna_dir and params.luna_candidates):
+            raise FileNotFoundError("lesion.source is luna16: set lesion.luna_dir and lesion.luna_candidates in params.yaml")
+        lesions = luna_lesion_set(Path(params.luna_dir), Path(params.luna_candidates), params.patch, tuple(params.luna_hu_window),
+                                  params.luna_max_negatives_per_case)
+    out = save_lesion_set(lesions, Path(args.out or params.out_dir))
+    summary = lesions.summary()
+    print(f"lesion patches ({source}): {summary['cases']} cases, {summary['lesion_patches']} lesion and {summary['normal_patches']} "
+          f"normal patches (+{summary['augmented_lesion_copies']} augmented lesion copies), {summary['normal_by_kind']}; "
+          f"{out} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def cmd_cifar_pretrain(args) -> int:
+    import torch
+
+    from lmtransfer.transfer.cifar import LABEL_NAMES, load_cifar10, pretrain_cifar
+
+    params = _params(args)
+    stage, arch = params.cifar, params.pretrain.train
+    data = load_cifar10(stage.cifar)
+    print(f"CIFAR-10 from {data.origin}: {len(data.y_train)} training, {len(data.y_test)} test images")
+    architecture = {"depth": arch.depth, "width": arch.width, "convs_per_block": arch.convs_per_block,
+                    "feature_dim": arch.feature_dim, "dropout": arch.dropout}
+    start = time.perf_counter()
+    model, history, test_top1 = pretrain_cifar(data, architecture, stage.cifar)
+    model_path = Path(args.model or stage.model)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    card = {"architecture": "mini-VGG", "config": model.config, "class_names": LABEL_NAMES[: model.config["n_classes"]],
+            "pretraining": f"CIFAR-10 ({len(data.y_train)} images from {data.origin})",
+            "normalisation": {"input": "uint8 RGB", "maps_to": [-1, 1]}, "features": "MiniVGG.features(x)"}
+    torch.save({"state_dict": model.state_dict(), "card": card}, model_path)
+    reports = Path(stage.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    history.to_csv(reports / "history.csv", index=False, float_format="%.5f")
+    metrics = {"test_top1": round(test_top1, 4), "train_images": int(len(data.y_train)), "epochs": int(len(history)),
+               "best_val_top1": round(float(history["val_top1"].max()), 4), "seconds": round(time.perf_counter() - start, 1),
+               "source": data.origin}
+    (reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"CIFAR-CNN: test top-1 {test_top1:.4f} after {len(history)} epochs; {model_path}")
+    return 0
+
+
+def _lesion_tags(lesion_dir: Path, transfer) -> dict:
+    from lmtransfer.transfer.experiment import model_hash
+    from lmtransfer.transfer.lesions import set_hash
+
+    tags = {"lesion_set_hash": set_hash(lesion_dir)}
+    for name, path in (("lm_model", transfer.lm_model), ("cifar_model", transfer.cifar_model)):
+        if Path(path).exists():
+            tags[f"{name}_hash"], tags[name] = model_hash(Path(path)), str(path)
+    return tags
+
+
+def cmd_transfer(args) -> int:
+    from lmtransfer.transfer.experiment import run_transfer
+    from lmtransfer.transfer.features import load_sources
+    from lmtransfer.transfer.lesions import load_lesion_set
+
+    params = _params(args).transfer
+    lesion_dir = Path(args.lesions or params.lesions)
+    lesions = load_lesion_set(lesion_dir)
+    models = load_sources(params.lm_model, params.cifar_model, tuple(params.sources), params.boost.seed)
+    metrics = run_transfer(lesions, models, params.boost, Path(args.out or params.out_dir), params.threads, params.track,
+                           _lesion_tags(lesion_dir, params), tuple(params.roc_sizes))
+    n = params.boost.n_weak_learners
+    for name in params.sources:
+        parts = [f"{k}: {metrics[f'{name}_auc_at_{k}']:.3f}" for k in ("5", "10", "50", "all") if f"{name}_auc_at_{k}" in metrics]
+        print(f"{name:7s} AUC " + ", ".join(parts) + f" (all = {n} weak learners)")
+    if "lm_vs_cifar_significant_sizes" in metrics:
+        print(f"LM vs CIFAR significant at weak learners: {metrics['lm_vs_cifar_significant_sizes'] or 'none'}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from lmtransfer.transfer.finetune import run_finetune
+    from lmtransfer.transfer.lesions import load_lesion_set
+
+    params = _params(args)
+    stage, transfer = params.finetune, params.transfer
+    out_dir = Path(args.out or stage.out_dir)
+    if not stage.enabled:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps({"enabled": False}) + "\n")
+        print("fine-tuning is off (finetune.enabled: false)")
+        return 0
+    lesion_dir = Path(transfer.lesions)
+    metrics = run_finetune(load_lesion_set(lesion_dir), stage, transfer.boost, transfer.lm_model, transfer.cifar_model, out_dir,
+                           tags=_lesion_tags(lesion_dir, transfer))
+    print("fine-tuned test AUC: " + ", ".join(f"{s} {metrics[f'{s}_test_auc']:.3f}" for s in stage.sources))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lmtransfer",
@@ -287,17 +444,91 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=5, help="phantom cases to use")
     p.add_argument("--out", default="reports/realism", help="output folder")
     p.set_defaults(func=cmd_realism)
+
+    p = sub.add_parser(
+        "phantom-mra",
+        help="generate the built-in head MRA phantom set (TOF-like volumes, artery tree, aneurysms)",
+        description="Render N time-of-flight-MRA-like head volumes with a circle-of-Willis artery tree and saccular "
+        "aneurysms at bifurcations: int16 images, label maps (vessel 5, aneurysm 6), aneurysm centres as 3D Slicer "
+        "markups, look-alike sites (bifurcations, bends, crossings). Resumes; --preview writes MIP PNGs.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (section phantom_mra)")
+    p.add_argument("--n-cases", type=int, help="number of cases (default: params)")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--workers", type=int, help="processes")
+    p.add_argument("--preview", action="store_true", help="also save maximum intensity projections")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_phantom_mra)
+
+    p = sub.add_parser(
+        "vessels",
+        help="extract vessels from MRA volumes (Hessian vesselness + region growing) and score them",
+        description="Multi-scale Frangi vesselness seeds grown to the half-maximum edge of the lumen; one mask per "
+        "volume in data/vessels/masks, Dice against the phantom's vessel labels when present.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (section vessels)")
+    p.add_argument("--images", help="folder of .nii.gz MRA volumes")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--workers", type=int, help="processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_vessels)
+
+    p = sub.add_parser(
+        "lesion-patches",
+        help="cut lesion and normal 2.5D patches (MRA phantom, MedMNIST 3D .npz or LUNA16 folder)",
+        description="Lesion (label 1) and normal look-alike (label 0) patches by case, in [-1, 1], cut by the same "
+        "sampler as the landmark patches. Sources: the MRA phantom on its extracted vessels, a MedMNIST 3D .npz, "
+        "or a LUNA16-style folder with a candidates CSV (lesion.source in params.yaml).",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (section lesion)")
+    p.add_argument("--source", choices=["phantom", "medmnist", "luna16"], help="override lesion.source")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_lesion_patches)
+
+    p = sub.add_parser(
+        "cifar-pretrain",
+        help="pre-train the same mini-VGG on CIFAR-10 (the natural-image baseline)",
+        description="Train mini-VGG with the landmark CNN's architecture on CIFAR-10. Images come from cifar.source in "
+        "params.yaml, $LMTRANSFER_CIFAR10, or torchvision's download, in that order.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (sections cifar, pretrain)")
+    p.add_argument("--model", help="checkpoint to write (default models/cifar_cnn.pt)")
+    p.set_defaults(func=cmd_cifar_pretrain)
+
+    p = sub.add_parser(
+        "transfer",
+        help="frozen CNN features + AdaBoost: AUC vs number of weak learners, LM-CNN vs CIFAR-CNN vs random",
+        description="For each feature source, AdaBoost with decision stumps on the training cases; AUC of every "
+        "ensemble size on the test cases, over repeated case splits (mean, 95 % interval); paired case bootstrap of "
+        "LM vs CIFAR; the figure, tables and MLflow runs (experiment transfer-auc).",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (section transfer)")
+    p.add_argument("--lesions", help="lesion patch folder")
+    p.add_argument("--out", help="report folder")
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune the whole CNN on the lesion patches (LM-CNN vs CIFAR-CNN vs scratch)",
+        description="Beyond the research: train all layers with a new 2-class head, same first split as `transfer`; "
+        "test AUC with case-bootstrap intervals; MLflow experiment transfer-finetune.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (sections finetune, transfer)")
+    p.add_argument("--out", help="report folder")
+    p.set_defaults(func=cmd_finetune)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from lmtransfer.config import ConfigError
     from lmtransfer.io.volumes import VolumeReadError
+    from lmtransfer.transfer.cifar import CifarSourceError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, VolumeReadError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, VolumeReadError, CifarSourceError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"lmtransfer {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -8,9 +8,14 @@ from typing import Any
 
 import yaml
 
+from lmtransfer.phantoms.head_mra import PhantomMRAConfig
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
 from lmtransfer.sampling.cache import PatchCacheConfig
 from lmtransfer.training.train import TrainConfig
+from lmtransfer.transfer.boosting import BoostConfig
+from lmtransfer.transfer.cifar import CifarConfig
+from lmtransfer.transfer.lesions import LesionPatchConfig
+from lmtransfer.transfer.vessels import VesselConfig
 from lmtransfer.tuning.search import TuneConfig
 
 
@@ -59,6 +64,77 @@ class PretrainParams:
 
 
 @dataclass(frozen=True)
+class PhantomMRAParams:
+    phantom: PhantomMRAConfig = field(default_factory=PhantomMRAConfig)
+    out_dir: Path = Path("data/phantom_mra")
+    workers: int = 2
+    preview_cases: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class VesselsParams:
+    vessel: VesselConfig = field(default_factory=VesselConfig)
+    images: Path = Path("data/phantom_mra/images")
+    truth: Path = Path("data/phantom_mra/labels")   # scored when present (phantom labels 5, 6)
+    out_dir: Path = Path("data/vessels")
+    reports: Path = Path("reports/vessels")
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class LesionParams:
+    patch: LesionPatchConfig = field(default_factory=LesionPatchConfig)
+    source: str = "phantom"                      # phantom | medmnist | luna16
+    phantom_dir: Path = Path("data/phantom_mra")
+    vessels_dir: Path = Path("data/vessels")
+    medmnist_npz: str = ""                       # a MedMNIST 3D .npz (lesion.source: medmnist)
+    medmnist_positive_labels: tuple[int, ...] = (1,)
+    luna_dir: str = ""                           # folder of .mhd/.nii.gz volumes named by seriesuid
+    luna_candidates: str = ""                    # candidates CSV: seriesuid, coordX, coordY, coordZ (world mm), class
+    luna_hu_window: tuple[float, ...] = (-1000.0, 400.0)
+    luna_max_negatives_per_case: int = 40
+    out_dir: Path = Path("data/lesion_patches")
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class CifarParams:
+    cifar: CifarConfig = field(default_factory=CifarConfig)
+    model: Path = Path("models/cifar_cnn.pt")
+    reports: Path = Path("reports/cifar")
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    boost: BoostConfig = field(default_factory=BoostConfig)
+    lesions: Path = Path("data/lesion_patches")
+    lm_model: Path = Path("models/lm_cnn_lm60.pt")
+    cifar_model: Path = Path("models/cifar_cnn.pt")
+    sources: tuple[str, ...] = ("lm", "cifar", "random")
+    roc_sizes: tuple[int, ...] = (5, 50)
+    out_dir: Path = Path("reports/transfer")
+    threads: int = 2
+    track: bool = True
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    enabled: bool = True
+    sources: tuple[str, ...] = ("lm", "cifar", "scratch")
+    max_epochs: int = 15
+    patience: int = 4
+    epoch_patches: int = 4000
+    lr: float = 0.0005
+    weight_decay: float = 0.0001
+    batch_size: int = 64
+    val_fraction: float = 0.15        # of the training cases, for early stopping
+    out_dir: Path = Path("reports/finetune")
+    seed: int = 0
+    threads: int = 2
+    track: bool = True
+
+
+@dataclass(frozen=True)
 class Params:
     phantom_ct: PhantomCTParams = field(default_factory=PhantomCTParams)
     ingest: IngestParams = field(default_factory=IngestParams)
@@ -66,6 +142,12 @@ class Params:
     split: SplitParams = field(default_factory=SplitParams)
     pretrain: PretrainParams = field(default_factory=PretrainParams)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    phantom_mra: PhantomMRAParams = field(default_factory=PhantomMRAParams)
+    vessels: VesselsParams = field(default_factory=VesselsParams)
+    lesion: LesionParams = field(default_factory=LesionParams)
+    cifar: CifarParams = field(default_factory=CifarParams)
+    transfer: TransferParams = field(default_factory=TransferParams)
+    finetune: FinetuneParams = field(default_factory=FinetuneParams)
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -117,8 +199,19 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     ingest = _build(IngestParams, sections.pop("ingest", {}) or {}, f"{path}: ingest")
     split = _build(SplitParams, sections.pop("split", {}) or {}, f"{path}: split")
     tune = _build(TuneConfig, sections.pop("tune", {}) or {}, f"{path}: tune")
-    # sections of later stages are read by their own loaders
-    return Params(phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain, tune=tune)
+    later = {
+        "phantom_mra": _nested(PhantomMRAParams, "phantom", PhantomMRAConfig, sections.pop("phantom_mra", {}), f"{path}: phantom_mra"),
+        "vessels": _nested(VesselsParams, "vessel", VesselConfig, sections.pop("vessels", {}), f"{path}: vessels"),
+        "lesion": _nested(LesionParams, "patch", LesionPatchConfig, sections.pop("lesion", {}), f"{path}: lesion"),
+        "cifar": _nested(CifarParams, "cifar", CifarConfig, sections.pop("cifar", {}), f"{path}: cifar"),
+        "transfer": _nested(TransferParams, "boost", BoostConfig, sections.pop("transfer", {}), f"{path}: transfer"),
+        "finetune": _build(FinetuneParams, sections.pop("finetune", {}) or {}, f"{path}: finetune"),
+    }
+    if later["lesion"].source not in {"phantom", "medmnist", "luna16"}:
+        raise ConfigError(f"{path}: lesion.source must be phantom, medmnist or luna16, got {later['lesion'].source!r}")
+    if sections:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(sections)}")
+    return Params(phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain, tune=tune, **later)
 
 
 def _nested(outer, inner_name: str, inner, values: dict | None, where: str):

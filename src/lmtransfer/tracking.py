@@ -36,3 +36,10 @@ def git_commit() -> str:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def log_epoch(epoch: int, values: dict) -> None:
+    """Per-epoch values of the active MLflow run, at step = epoch (the curves of the MLflow UI)."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=epoch)

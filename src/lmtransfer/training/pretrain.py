@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.tracking import log_epoch
 from lmtransfer.sampling.cache import BACKGROUND, PatchCacheConfig, load_cache
 from lmtransfer.training.data import PatchSet, class_order, select
 from lmtransfer.training.metrics import most_confused, save_confusion, save_curves, save_gallery, summarise
@@ -86,7 +87,7 @@ def run_step(
           f"{len(val)} validation, {len(test)} test" + (f", starting from {init_path}" if init_path else ""))
 
     run = _start_run(name, n_landmarks, patch, cfg, order_seed, init_path, splits, tags) if track else None
-    on_epoch = (lambda epoch, values: _log_epoch(epoch, values)) if run else None
+    on_epoch = log_epoch if run else None
     try:
         model, history = train_model(train, val, cfg, init, on_epoch=on_epoch)
         scores = predict(model, test.x, cfg.normaliser)
@@ -152,12 +153,6 @@ def _start_run(name, n_landmarks, patch, cfg, order_seed, init_path, splits, tag
     mlflow.set_tags({"git_commit": git_commit(), "seed": cfg.seed, "stage": name, "route": "expansion" if init_path else "scratch",
                      **(tags or {})})
     return run
-
-
-def _log_epoch(epoch: int, values: dict) -> None:
-    import mlflow
-
-    mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=epoch)
 
 
 def _finish_run(model, out_dir: Path, summary: dict, result: StepResult, class_names, patch, cfg, test: PatchSet) -> None:

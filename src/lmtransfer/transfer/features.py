@@ -1,0 +1,50 @@
+"""Frozen CNN features: the penultimate layer of a pre-trained mini-VGG for every lesion patch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.training.pretrain import load_checkpoint
+
+
+def random_cnn(config: dict, seed: int) -> MiniVGG:
+    """The control: the same architecture with random initial weights (no pre-training)."""
+    torch.manual_seed(seed)
+    return MiniVGG(**config)
+
+
+def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], seed: int) -> dict[str, MiniVGG]:
+    """Feature extractors by name: ``lm`` (landmark CNN), ``cifar`` (CIFAR-CNN), ``random`` (control)."""
+    models: dict[str, MiniVGG] = {}
+    unknown = set(sources) - {"lm", "cifar", "random"}
+    if unknown:
+        raise ValueError(f"unknown feature sources {sorted(unknown)}; use lm, cifar, random")
+    for name, path in (("lm", lm_model), ("cifar", cifar_model)):
+        if name in sources:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"{path}: {name} model not found; run `dvc repro` (its stage) first")
+            models[name] = load_checkpoint(Path(path))[0]
+    if "random" in sources:
+        reference = next(iter(models.values()), None)
+        config = dict(reference.config) if reference is not None else {"n_classes": 2}
+        models["random"] = random_cnn(config, 1000 + seed)  # a seed no pre-training run uses
+    return {name: models[name] for name in sources}
+
+
+def extract_features(model: MiniVGG, x: np.ndarray, batch_size: int = 512, threads: int = 2) -> np.ndarray:
+    """``model.features`` of patches ``x`` (n, 3, P, P) already in [-1, 1]: (n, feature_dim) float32."""
+    torch.set_num_threads(threads)
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            batch = torch.from_numpy(np.array(x[start : start + batch_size], dtype=np.float32))
+            out.append(model.features(batch).numpy())
+    features = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    if not np.isfinite(features).all():
+        raise ValueError("the CNN produced NaN or infinite features: check the patches and the checkpoint")
+    return features
