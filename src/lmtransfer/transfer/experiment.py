@@ -102,7 +102,8 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     table = pd.DataFrame({"weak_learners": np.arange(1, n + 1)})
     for name in models:
         mean, lo, hi = t_interval(auc[name])
-        table[f"{name}_auc"], table[f"{name}_auc_lo"], table[f"{name}_auc_hi"] = mean, lo, hi
+        # an AUC lies in [0, 1]; with few repeats the t-interval can reach past it
+        table[f"{name}_auc"], table[f"{name}_auc_lo"], table[f"{name}_auc_hi"] = mean, np.clip(lo, 0, 1), np.clip(hi, 0, 1)
     tests = []
     if "lm" in models and "cifar" in models:
         for k, size in enumerate(sizes):
@@ -163,6 +164,7 @@ def plot_auc_curves(table: pd.DataFrame, tests: pd.DataFrame, names: list[str], 
         ax.scatter(significant["weak_learners"], np.full(len(significant), min(top + 0.02, 1.0)), marker="*", color="k", s=60,
                    label=f"LM vs CIFAR differ (paired case bootstrap, p < {cfg.alpha})")
     ax.set_xscale("log")
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), 1.04)
     ax.set_xlabel("number of weak learners (decision stumps)")
     ax.set_ylabel("ROC AUC on test cases")
     ax.set_title(title, fontsize=10)

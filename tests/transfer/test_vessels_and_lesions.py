@@ -1,0 +1,87 @@
+"""Vessel extraction on a tiny MRA phantom, and the lesion patch set cut on its vessels."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from lmtransfer.phantoms.head_mra import PhantomMRAConfig, generate_dataset
+from lmtransfer.transfer.lesions import LesionPatchConfig, load_lesion_set, phantom_lesion_set, save_lesion_set
+from lmtransfer.transfer.vessels import VesselConfig, dice, extract_dataset, extract_vessels
+
+SMALL = PhantomMRAConfig(n_cases=2, spacing_inplane_mm=1.0, slice_mm_choices=(1.2,), aneurysm_case_fraction=1.0)
+
+
+@pytest.fixture(scope="module")
+def mra(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mra")
+    generate_dataset(SMALL, root / "phantom", workers=1, progress=False)
+    return root
+
+
+def test_vesselness_finds_a_tube_not_a_plate():
+    z, y, x = np.mgrid[:40, :40, :40].astype(float)
+    tube = np.exp(-((y - 20) ** 2 + (x - 12) ** 2) / (2 * 1.5**2))
+    plate = np.exp(-((x - 30) ** 2) / (2 * 1.5**2))
+    volume = 100 + 500 * tube + 300 * plate + np.random.default_rng(0).normal(0, 5, tube.shape)
+    volume[:, :, :2] = volume[:, :, -2:] = 0  # a "head" boundary
+    mask, info = extract_vessels(volume, (1.0, 1.0, 1.0), VesselConfig(head_margin_mm=2.0, head_threshold_fraction=0.1))
+    assert mask[20, 20, 12] and not mask[20, 20, 30]
+    assert info["seed_voxels"] > 0
+
+
+def test_extraction_errors_are_clear():
+    with pytest.raises(ValueError, match="NaN"):
+        extract_vessels(np.full((8, 8, 8), np.nan), (1, 1, 1))
+    with pytest.raises(ValueError, match="constant"):
+        extract_vessels(np.zeros((8, 8, 8)), (1, 1, 1))
+
+
+def test_dice():
+    a = np.zeros((4, 4), bool)
+    a[:2] = True
+    assert dice(a, a) == 1.0 and dice(a, ~a) == 0.0 and dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+
+
+def test_extraction_matches_phantom_vessels_and_resumes(mra):
+    out = mra / "vessels"
+    table = extract_dataset(mra / "phantom" / "images", out, VesselConfig(), mra / "phantom" / "labels", progress=False)
+    assert len(table) == 2 and (table["dice"] > 0.6).all()
+    assert (table["aneurysm_voxels_found"] > 0.5).all()  # domes are grown into, not suppressed
+    stamp = (out / "masks" / "case_000.nii.gz").stat().st_mtime_ns
+    again = extract_dataset(mra / "phantom" / "images", out, VesselConfig(), mra / "phantom" / "labels", progress=False)
+    assert (out / "masks" / "case_000.nii.gz").stat().st_mtime_ns == stamp
+    assert again["dice"].tolist() == table["dice"].tolist()
+
+
+def test_lesion_patches_on_extracted_vessels(mra, tmp_path):
+    extract_dataset(mra / "phantom" / "images", mra / "vessels", VesselConfig(), progress=False)
+    cfg = LesionPatchConfig(negatives_per_case=15, positive_copies=2)
+    lesions = phantom_lesion_set(mra / "phantom", mra / "vessels", cfg, workers=1, progress=False)
+    index = lesions.index
+    assert set(index["label"]) == {0, 1}
+    clean = index[index["variant"] == 0]
+    assert (clean.groupby("case")["label"].apply(lambda s: (s == 0).sum()) == 15).all()
+    assert (index.loc[index["variant"] > 0, "label"] == 1).all()  # only lesions get augmented copies
+    assert {"vessel"} <= set(clean.loc[clean["label"] == 0, "kind"])
+    assert lesions.x.dtype == np.float32 and lesions.x.min() >= -1 and lesions.x.max() <= 1
+    # normal centres keep their distance from every aneurysm
+    import json
+
+    for case, rows in clean[clean["label"] == 0].groupby("case"):
+        meta = json.loads((mra / "phantom" / "meta" / f"{case}.json").read_text())
+        for a in meta["aneurysm_list"]:
+            d = np.linalg.norm(rows[["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy() - a["centre_lps_mm"], axis=1) - a["radius_mm"]
+            assert d.min() > cfg.exclusion_mm - 1e-6
+    # lesion patches are brighter at their centre than the average normal patch (the dome is bright)
+    centre = lesions.x[:, :, 14:18, 14:18].mean(axis=(1, 2, 3))
+    assert centre[index["label"] == 1].mean() > centre[index["label"] == 0].mean()
+    save_lesion_set(lesions, tmp_path / "set")
+    loaded = load_lesion_set(tmp_path / "set")
+    assert np.array_equal(np.asarray(loaded.x), lesions.x)
+    pd.testing.assert_frame_equal(loaded.index, lesions.index, check_exact=False, atol=1e-3)
+
+
+def test_missing_vessel_mask_is_named(mra, tmp_path):
+    with pytest.raises(FileNotFoundError, match="case_000.nii.gz"):
+        phantom_lesion_set(mra / "phantom", tmp_path / "nothing", LesionPatchConfig(), progress=False)
