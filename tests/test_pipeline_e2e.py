@@ -13,6 +13,8 @@ import yaml
 
 from lmtransfer.cli import main
 
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "n_cases": 3, "spacing_inplane_mm": 3.0, "slice_mm_choices": [4.0], "slice_mm_weights": [1.0],
@@ -81,6 +83,12 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     params["pretrain"].update(width=8, depth=2, feature_dim=32, max_epochs=1, epoch_patches=256, threads=1)
     params["tune"].update(n_trials=2, landmarks=10, max_epochs=1, epoch_patches=128, fov_mm_choices=[32.0], depth_choices=[2],
                           width_choices=[4])
+    params["phantom_mra"].update(n_cases=8, spacing_inplane_mm=1.0, slice_mm_choices=[1.2], workers=1, preview_cases=[0])
+    params["vessels"]["workers"] = 1
+    params["lesion"].update(negatives_per_case=12, positive_copies=2, workers=1)
+    params["cifar"].update(source=str(SHARED_DATA / "cifar10_subset.npz"), max_epochs=1, threads=1)
+    params["transfer"].update(train_cases=5, test_cases=3, repeats=2, n_weak_learners=20, bootstrap=100, threads=1)
+    params["finetune"].update(max_epochs=1, epoch_patches=128, threads=1)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -95,15 +103,24 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     run(*dvc, "init", "-q")
     run(*dvc, "config", "core.analytics", "false")
     first = run(*dvc, "repro")
-    for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct"):
+    for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct",
+                  "phantom_mra", "vessels", "lesion_patches", "cifar_pretrain", "transfer", "finetune"):
         assert f"Running stage '{stage}'" in first.stdout
     assert (project / "models" / "lm_cnn_lm60.pt").is_file()
+    assert (project / "data" / "phantom_mra" / "previews" / "case_000_mip.png").is_file()
+    assert (project / "reports" / "transfer" / "artifacts" / "auc_vs_weak_learners.png").stat().st_size > 10_000
+    curves = pd.read_csv(project / "reports" / "transfer" / "auc_vs_weak_learners.csv")
+    assert len(curves) == 20 and {"lm_auc", "cifar_auc", "random_auc"} <= set(curves.columns)
+    assert curves[["lm_auc", "cifar_auc", "random_auc"]].stack().between(0, 1).all()
+    finetuned = pd.read_csv(project / "reports" / "finetune" / "finetune.csv")
+    assert finetuned["source"].tolist() == ["lm", "cifar", "scratch"]
     summary = json.loads((project / "data" / "manifest" / "ingest_summary.json").read_text())
     assert summary["cases"] == 5 and summary["errors"] == 0
     second = run(*dvc, "repro")
     assert "Running stage" not in second.stdout  # nothing changed, nothing re-run
     metrics = run(*dvc, "metrics", "show")
     assert "landmark_kinds" in metrics.stdout and "test_top1" in metrics.stdout
+    assert "lm_auc_at_5" in metrics.stdout and "dice_mean" in metrics.stdout
 
     # the search writes its best setting into params.yaml, and DVC sees which stages it touches
     tuned = run(sys.executable, "-m", "lmtransfer.cli", "tune")
