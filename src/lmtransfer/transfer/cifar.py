@@ -54,11 +54,16 @@ class CifarConfig:
     threads: int = 2
 
 
+def _unpack(handle) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, 3, 32, 32) uint8 and labels of one pickled CIFAR-10 batch."""
+    batch = pickle.load(handle, encoding="bytes")
+    return np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(batch[b"labels"], np.uint8)
+
+
 def _read_batches(folder: Path) -> CifarData:
     def read(name):
         with open(folder / name, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-        return np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(batch[b"labels"], np.uint8)
+            return _unpack(handle)
 
     parts = [read(f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = read("test_batch")
@@ -71,8 +76,7 @@ def _read_tar(path: Path) -> CifarData:
         for member in tar.getmembers():
             name = Path(member.name).name
             if name.startswith(("data_batch_", "test_batch")):
-                batch = pickle.load(tar.extractfile(member), encoding="bytes")
-                arrays[name] = (np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(batch[b"labels"], np.uint8))
+                arrays[name] = _unpack(tar.extractfile(member))
     missing = ({f"data_batch_{i}" for i in range(1, 6)} | {"test_batch"}) - set(arrays)
     if missing:
         raise CifarSourceError(f"{path}: not the CIFAR-10 python archive (missing {sorted(missing)})")

@@ -63,7 +63,7 @@ def medmnist_lesion_set(path: Path, positive_labels: tuple[int, ...] = (1,), pix
         for k in range(len(images)):
             image = tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(images[k].transpose(2, 1, 0)))[None].float(),
                                     affine=np.diag([-1.0, -1.0, 1.0, 1.0]))  # LPS identity grid in TorchIO's RAS affine
-            planes, used, _ = cut_patches(image, centre, np.zeros(1, int), spec_cfg, seed=k, fill_value=0.0)
+            planes, used, _, _ = cut_patches(image, centre, np.zeros(1, int), spec_cfg, seed=k, fill_value=0.0)
             xs.append(window(planes, 0.0, 255.0))
             rows.append((f"{split}_{k:05d}", int(labels[k] in positive_labels), 0, "lesion" if labels[k] in positive_labels else "normal",
                          *used[0], "test" if split == "test" else "train"))
@@ -133,8 +133,7 @@ def luna_lesion_set(folder: Path, candidates_csv: Path, cfg: LesionPatchConfig, 
             continue
         labels = chosen["class"].to_numpy(int)
         copies = np.where(labels == 1, cfg.positive_copies, 0)
-        planes, used, variants = cut_patches(image, chosen[["coordX", "coordY", "coordZ"]].to_numpy(float), copies, cfg, seed, AIR_HU)
-        source = np.r_[np.arange(len(labels)), *[np.flatnonzero(copies >= v) for v in range(1, int(copies.max(initial=0)) + 1)]]
+        planes, used, variants, source = cut_patches(image, chosen[["coordX", "coordY", "coordZ"]].to_numpy(float), copies, cfg, seed, AIR_HU)
         xs.append(window(planes, *hu_window))
         frames.append(pd.DataFrame({"case": str(uid), "label": labels[source], "variant": variants,
                                     "kind": np.where(labels[source] == 1, "nodule", "candidate"), "x_lps_mm": used[:, 0],

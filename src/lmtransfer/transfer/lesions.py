@@ -115,15 +115,16 @@ def window(x: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def cut_patches(image: tio.ScalarImage, centres_lps_mm: np.ndarray, copies: np.ndarray, cfg: LesionPatchConfig, seed: int,
-                fill_value: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                fill_value: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact patches for every centre plus ``copies[c]`` augmented ones for centre c.
 
-    Returns raw planes (n, 3, P, P), the centres used (n, 3) and the variant of each patch.
+    Returns raw planes (n, 3, P, P), the centres used (n, 3), the variant of each patch and the
+    index of the input centre it was cut around.
     """
     centres_lps_mm = np.asarray(centres_lps_mm, float).reshape(-1, 3)
     subject = tio.Subject(image=image, **{POINTS_KEY: centres_lps_mm, NAMES_KEY: [""] * len(centres_lps_mm)})
     exact, used = LandmarkSampler(cfg.spec, image_name="image", fill_value=fill_value, seed=seed).sample_arrays(subject)
-    planes, centres, variants = [exact], [used], [np.zeros(len(used), int)]
+    planes, centres, variants, sources = [exact], [used], [np.zeros(len(used), int)], [np.arange(len(used))]
     for variant in range(1, int(copies.max(initial=0)) + 1):
         chosen = copies >= variant
         if not chosen.any():
@@ -131,8 +132,8 @@ def cut_patches(image: tio.ScalarImage, centres_lps_mm: np.ndarray, copies: np.n
         sub = tio.Subject(image=image, **{POINTS_KEY: centres_lps_mm[chosen], NAMES_KEY: [""] * int(chosen.sum())})
         sampler = LandmarkSampler(cfg.spec, cfg.jitter_mm, cfg.rotation_deg, image_name="image", fill_value=fill_value, seed=seed * 100 + variant)
         p, c = sampler.sample_arrays(sub)
-        planes.append(p), centres.append(c), variants.append(np.full(len(c), variant))
-    return np.concatenate(planes), np.concatenate(centres), np.concatenate(variants)
+        planes.append(p), centres.append(c), variants.append(np.full(len(c), variant)), sources.append(np.flatnonzero(chosen))
+    return np.concatenate(planes), np.concatenate(centres), np.concatenate(variants), np.concatenate(sources)
 
 
 def _sites_and_ridge(volume_ijk: np.ndarray, mask_ijk: np.ndarray, geometry: Geometry, meta: dict):
@@ -206,9 +207,8 @@ def phantom_case_patches(image_path: Path, mask_path: Path, meta: dict, cfg: Les
     labels = np.r_[np.ones(len(lesion_lps), int), np.zeros(len(pick_sites) + len(ridge_pick), int)]
     kinds = ["aneurysm"] * len(lesion_lps) + [sites[i]["kind"] for i in pick_sites] + ["vessel"] * len(ridge_pick)
     copies = np.where(labels == 1, cfg.positive_copies, 0)
-    planes, used, variants = cut_patches(image, centres, copies, cfg, seed, fill_value=0.0)
+    planes, used, variants, source = cut_patches(image, centres, copies, cfg, seed, fill_value=0.0)
     low, high = np.percentile(volume, cfg.intensity_percentiles)
-    source = np.r_[np.arange(len(centres)), *[np.flatnonzero(copies >= v) for v in range(1, int(copies.max(initial=0)) + 1)]]
     rows = pd.DataFrame({"case": meta["case"], "label": labels[source], "variant": variants, "kind": np.array(kinds, dtype=object)[source],
                          "x_lps_mm": used[:, 0], "y_lps_mm": used[:, 1], "z_lps_mm": used[:, 2], "fixed_split": ""})
     return window(planes, float(low), float(high)), rows
