@@ -336,6 +336,45 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    from lmtransfer.detection.detector import LandmarkDetector
+    from lmtransfer.detection.run import write_detections
+    from lmtransfer.io.volumes import case_id_from_path
+
+    stage = _params(args).detect if Path(args.params).exists() else None
+    cfg = stage.detect if stage else None
+    if cfg is not None and args.min_probability is not None:
+        cfg = replace(cfg, min_probability=args.min_probability)
+    model = Path(args.model or (stage.model if stage else "models/lm_cnn_lm60.pt"))
+    detector = LandmarkDetector.from_checkpoint(model, cfg)
+    volume = Path(args.volume)
+    result = detector.detect_file(volume, progress=not args.quiet)
+    markups = Path(args.out or f"{case_id_from_path(volume)}_landmarks.mrk.json")
+    csv_path = Path(args.csv) if args.csv else markups.with_name(markups.name.removesuffix(".mrk.json") + ".csv")
+    write_detections(result, markups, csv_path)
+    if not args.quiet:
+        for row in result.table.itertuples():
+            where = f"({row.x_lps_mm:8.1f}, {row.y_lps_mm:8.1f}, {row.z_lps_mm:8.1f})" if row.found else "not found"
+            print(f"  {row.landmark:30s} p={row.probability:.3f}  {where}")
+    print(f"{volume}: {len(result.found)} of {len(result.table)} landmark kinds found (LPS mm) in {result.seconds:.1f} s "
+          f"({result.patches_scored} patches); wrote {markups} and {csv_path}")
+    return 0
+
+
+def cmd_detect_eval(args) -> int:
+    from lmtransfer.detection.run import run_detect_eval
+
+    stage = _params(args).detect
+    overrides = {k: v for k, v in {"max_cases": args.max_cases, "out_dir": Path(args.out) if args.out else None}.items() if v is not None}
+    metrics = run_detect_eval(replace(stage, **overrides), progress=not args.quiet)
+    print(f"detection on {metrics['cases']} {stage.split} cases: median error {metrics['median_error_mm']} mm, "
+          f"90th percentile {metrics['p90_error_mm']} mm, detection rate {metrics['detection_rate']}, "
+          f"false detections {metrics['false_detections']} of {metrics['landmarks_absent']} absent, "
+          f"{metrics['seconds_per_volume']} s per volume")
+    print("worst five (median error, mm): " + ", ".join(f"{k} {v}" for k, v in metrics["worst_five"].items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lmtransfer",
@@ -517,6 +556,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml", help="parameter file (sections finetune, transfer)")
     p.add_argument("--out", help="report folder")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser(
+        "detect",
+        help="find every landmark kind of the landmark CNN in a CT volume; write 3D Slicer markups and CSV",
+        description="Coarse grid inside the body, then refinement around the best responses; per landmark kind the "
+        "best position (LPS mm) and its probability, or 'not found' under detect.min_probability.",
+    )
+    p.add_argument("volume", help="CT volume in HU: NIfTI, NRRD, MHA/MHD, or a DICOM series folder")
+    p.add_argument("--model", help="landmark CNN checkpoint (default: detect.model, models/lm_cnn_lm60.pt)")
+    p.add_argument("--out", help="markups file to write (default: <volume>_landmarks.mrk.json here)")
+    p.add_argument("--csv", help="CSV to write (default: beside the markups file)")
+    p.add_argument("--min-probability", type=float, help="threshold under which a landmark is 'not found'")
+    p.add_argument("--params", default="params.yaml", help="parameter file (section detect; defaults when absent)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no per-landmark listing")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser(
+        "detect-eval",
+        help="detection on the held-out test cases: error in mm, detection rate, false detections, figures",
+        description="Runs `detect` on every case of detect.split, scores against the landmark truth and logs the "
+        "MLflow experiment landmark-detection. Resumes after an interruption.",
+    )
+    p.add_argument("--params", default="params.yaml", help="parameter file (section detect)")
+    p.add_argument("--max-cases", type=int, help="evaluate only the first N cases of the split")
+    p.add_argument("--out", help="report folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_detect_eval)
     return parser
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from lmtransfer.detection.detector import DetectConfig
+from lmtransfer.detection.run import DetectEvalParams
 from lmtransfer.phantoms.head_mra import PhantomMRAConfig
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
 from lmtransfer.sampling.cache import PatchCacheConfig
@@ -148,6 +150,7 @@ class Params:
     cifar: CifarParams = field(default_factory=CifarParams)
     transfer: TransferParams = field(default_factory=TransferParams)
     finetune: FinetuneParams = field(default_factory=FinetuneParams)
+    detect: DetectEvalParams = field(default_factory=DetectEvalParams)
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -206,6 +209,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         "cifar": _nested(CifarParams, "cifar", CifarConfig, sections.pop("cifar", {}), f"{path}: cifar"),
         "transfer": _nested(TransferParams, "boost", BoostConfig, sections.pop("transfer", {}), f"{path}: transfer"),
         "finetune": _build(FinetuneParams, sections.pop("finetune", {}) or {}, f"{path}: finetune"),
+        "detect": _nested(DetectEvalParams, "detect", DetectConfig, sections.pop("detect", {}), f"{path}: detect"),
     }
     if later["lesion"].source not in {"phantom", "medmnist", "luna16"}:
         raise ConfigError(f"{path}: lesion.source must be phantom, medmnist or luna16, got {later['lesion'].source!r}")

@@ -1,0 +1,1 @@
+"""Landmark detection on whole volumes and its evaluation."""

@@ -1,0 +1,220 @@
+"""Landmark detection on a whole CT with the landmark CNN: coarse grid, then refinement.
+
+The CNN was trained to name the landmark at the centre of a 2.5D patch (or "background").
+Detection turns that around: patches are cut at candidate centres inside the body, and for each
+landmark kind the centre with the highest probability of that kind wins.
+
+1. Coarse pass: a regular grid (``coarse_step_mm``) over the body mask.
+2. For every kind, the ``candidates`` best grid points (kept apart by two grid steps) are
+   refined: each moves to the best of its 26 neighbours at the first refinement step; then only
+   the best candidate per kind goes on with the finer steps (``refine_steps_mm``).
+3. A kind whose best probability stays under ``min_probability`` is "not found" (landmarks
+   outside the field of view exist and should not be forced onto some other structure).
+
+Patches of the next batch are cut in a helper thread while the network scores the current one,
+so both cores stay busy (NumPy and PyTorch release the interpreter lock).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import torch
+from tqdm.auto import tqdm
+
+from lmtransfer.detection.body import body_mask, grid_points
+from lmtransfer.io.coords import Geometry
+from lmtransfer.io.volumes import read_volume
+from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.sampling.cache import BACKGROUND
+from lmtransfer.sampling.planes import AIR_HU, PatchSpec, sample_planes
+from lmtransfer.training.data import Normaliser
+
+RESULT_COLUMNS = ["landmark", "found", "probability", "x_lps_mm", "y_lps_mm", "z_lps_mm"]
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """How the volume is searched; units in mm, probabilities in [0, 1]."""
+
+    coarse_step_mm: float = 8.0
+    refine_steps_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
+    candidates: int = 3
+    min_probability: float = 0.5
+    body_hu: float = -300.0
+    body_margin_mm: float = 8.0
+    batch_size: int = 512
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.coarse_step_mm <= 0 or any(s <= 0 for s in self.refine_steps_mm):
+            raise ValueError("detect: coarse_step_mm and refine_steps_mm must be positive")
+        if self.candidates < 1 or self.batch_size < 1 or self.threads < 1:
+            raise ValueError("detect: candidates, batch_size and threads must be at least 1")
+        if not 0.0 <= self.min_probability <= 1.0:
+            raise ValueError(f"detect: min_probability must lie in [0, 1], got {self.min_probability}")
+
+
+@dataclass
+class DetectionResult:
+    """One row per landmark kind (``RESULT_COLUMNS``; positions NaN when not found) and the cost."""
+
+    table: pd.DataFrame
+    seconds: float
+    patches_scored: int
+    volume_voxels: int
+
+    @property
+    def found(self) -> pd.DataFrame:
+        return self.table[self.table["found"]]
+
+
+class LandmarkDetector:
+    """Finds every landmark kind of a landmark CNN in a CT volume.
+
+    Args:
+        model: a trained :class:`MiniVGG` whose last class is background.
+        card: its model card (class names, patch field of view and pixels, HU window).
+        config: search settings.
+    """
+
+    def __init__(self, model: MiniVGG, card: dict, config: DetectConfig | None = None):
+        self.model, self.card = model.eval(), card
+        self.config = config or DetectConfig()
+        self.class_names: list[str] = list(card["class_names"])
+        self.landmarks = [i for i, name in enumerate(self.class_names) if name != BACKGROUND]
+        self.spec = PatchSpec(float(card["patch"]["fov_mm"]), int(card["patch"]["pixels"]))
+        low, high = card["normalisation"]["hu_window"]
+        self.normaliser = Normaliser(float(low), float(high))
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, config: DetectConfig | None = None) -> LandmarkDetector:
+        from lmtransfer.training.pretrain import load_checkpoint
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: landmark model not found; `dvc repro pretrain_60` trains it")
+        model, card = load_checkpoint(path)
+        if BACKGROUND not in card["class_names"]:
+            raise ValueError(f"{path}: the model has no background class, so it cannot say where no landmark is")
+        return cls(model, card, config)
+
+    def detect_file(self, path: Path, progress: bool = True) -> DetectionResult:
+        """Read a volume (any format :func:`read_volume` takes) and detect its landmarks."""
+        image = read_volume(Path(path))
+        return self.detect(sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image), progress=progress, name=Path(path).name)
+
+    def detect(self, volume_ijk: np.ndarray, geometry: Geometry, progress: bool = True, name: str = "volume") -> DetectionResult:
+        """Best position and probability of every landmark kind in ``volume_ijk`` (HU, ``[i, j, k]``)."""
+        cfg = self.config
+        start = time.perf_counter()
+        volume = np.ascontiguousarray(volume_ijk, dtype=np.float32)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.threads)
+        bar = tqdm(desc=f"detect {name}", unit="patch", disable=not progress, leave=False)
+        try:
+            body = body_mask(volume, geometry, cfg.body_hu, cfg.body_margin_mm)
+            grid = grid_points(geometry, cfg.coarse_step_mm)
+            grid = grid[body.contains(grid)]
+            if len(grid) == 0:
+                raise ValueError(f"{name}: no grid point falls inside the body")
+            bar.total = len(grid) + self._refinement_patches()
+            scorer = _Scorer(self, volume, geometry, bar)
+            coarse = scorer(grid)
+            positions, best = self._refine(scorer, grid, coarse)
+        finally:
+            torch.set_num_threads(threads)
+            bar.close()
+        found = best >= cfg.min_probability
+        names = [self.class_names[c] for c in self.landmarks]
+        table = pd.DataFrame({"landmark": names, "found": found, "probability": best})
+        table[["x_lps_mm", "y_lps_mm", "z_lps_mm"]] = np.where(found[:, None], positions, np.nan)
+        return DetectionResult(table[RESULT_COLUMNS], time.perf_counter() - start, scorer.count, int(volume.size))
+
+    def _refinement_patches(self) -> int:
+        steps = len(self.config.refine_steps_mm)
+        if steps == 0:
+            return 0
+        return 26 * len(self.landmarks) * (self.config.candidates + steps - 1)
+
+    def _refine(self, scorer: _Scorer, grid: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (L, 3) and probabilities (L,) of every landmark kind after the refinement steps."""
+        cfg = self.config
+        starts = [(slot, index) for slot, c in enumerate(self.landmarks)
+                  for index in _separated_top(grid, coarse[:, c], cfg.candidates, 2 * cfg.coarse_step_mm)]
+        owners = np.array([slot for slot, _ in starts])
+        rows = np.array([index for _, index in starts])
+        classes = np.asarray(self.landmarks)[owners]
+        position, best = grid[rows], coarse[rows, classes]
+        offsets = _neighbour_offsets()
+        for level, step in enumerate(cfg.refine_steps_mm):
+            around = position[:, None, :] + offsets[None] * step  # (m, 26, 3)
+            scores = scorer(around.reshape(-1, 3))
+            values = scores[np.arange(len(scores)), classes.repeat(len(offsets))].reshape(len(position), len(offsets))
+            values[~scorer.geometry.contains_index(scorer.geometry.lps_to_index(around))] = -1.0  # never leave the image
+            choice = values.argmax(axis=1)
+            moved = values[np.arange(len(choice)), choice] > best
+            position = np.where(moved[:, None], around[np.arange(len(choice)), choice], position)
+            best = np.where(moved, values[np.arange(len(choice)), choice], best)
+            if level == 0:
+                keep = _best_per_owner(owners, best)
+                owners, position, best, classes = owners[keep], position[keep], best[keep], classes[keep]
+        keep = _best_per_owner(owners, best)  # one per kind (already so after a refinement step)
+        return position[keep], best[keep]
+
+
+class _Scorer:
+    """Class probabilities of patches centred at LPS points, batched, cutting the next batch in a helper thread."""
+
+    def __init__(self, detector: LandmarkDetector, volume_ijk: np.ndarray, geometry: Geometry, bar):
+        self.detector, self.volume, self.geometry, self.bar = detector, volume_ijk, geometry, bar
+        self.count = 0
+
+    def _cut(self, centres: np.ndarray) -> torch.Tensor:
+        planes = sample_planes(self.volume, self.geometry, centres, self.detector.spec, fill_hu=AIR_HU)
+        return self.detector.normaliser(torch.from_numpy(planes))
+
+    def __call__(self, centres_lps_mm: np.ndarray) -> np.ndarray:
+        size = self.detector.config.batch_size
+        batches = [centres_lps_mm[i : i + size] for i in range(0, len(centres_lps_mm), size)]
+        out = []
+        with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
+            pending = pool.submit(self._cut, batches[0]) if batches else None
+            for number in range(len(batches)):
+                x = pending.result()
+                if number + 1 < len(batches):
+                    pending = pool.submit(self._cut, batches[number + 1])
+                out.append(torch.softmax(self.detector.model(x), dim=1).numpy())
+                self.bar.update(len(x))
+        self.count += len(centres_lps_mm)
+        return np.concatenate(out) if out else np.zeros((0, len(self.detector.class_names)), dtype=np.float32)
+
+
+def _neighbour_offsets() -> np.ndarray:
+    """The 26 unit offsets of a 3 x 3 x 3 neighbourhood, centre left out."""
+    cube = np.stack(np.meshgrid(*[np.array([-1.0, 0.0, 1.0])] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    return cube[np.abs(cube).sum(axis=1) > 0]
+
+
+def _separated_top(points: np.ndarray, score: np.ndarray, count: int, min_distance_mm: float) -> list[int]:
+    """Indices of up to ``count`` highest scores whose points lie ``min_distance_mm`` apart."""
+    chosen: list[int] = []
+    for index in np.argsort(-score, kind="stable")[: max(50, 20 * count)]:
+        if all(np.linalg.norm(points[index] - points[j]) >= min_distance_mm for j in chosen):
+            chosen.append(int(index))
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+def _best_per_owner(owners: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Row of the highest score of each owner, ordered by owner."""
+    order = np.lexsort((-score, owners))
+    first = np.r_[True, owners[order][1:] != owners[order][:-1]]
+    return order[first]

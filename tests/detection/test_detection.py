@@ -1,0 +1,238 @@
+"""Landmark detection: body mask, the coarse-to-fine search, output files, and scoring."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from lmtransfer.detection.body import body_mask, grid_points
+from lmtransfer.detection.detector import DetectConfig, LandmarkDetector, _best_per_owner, _neighbour_offsets, _separated_top
+from lmtransfer.detection.evaluate import landmark_group, load_truth, score_case, summarise
+from lmtransfer.detection.run import read_detections, write_detections
+from lmtransfer.io.coords import Geometry
+from lmtransfer.io.landmarks import read_slicer_json
+
+# The parts of 3D Slicer's markups schema (v1.0.3) that a point list uses, written out here so
+# the test runs offline: required keys, enumerations, and the shapes of positions and matrices.
+_VECTOR = {"type": "array", "items": {"type": "number"}}
+SLICER_MARKUPS_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema",
+    "type": "object",
+    "required": ["@schema", "markups"],
+    "properties": {
+        "@schema": {"type": "string", "pattern": "markups-schema-v1\\.0\\.[0-9]+\\.json"},
+        "markups": {"type": "array", "items": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": ["Fiducial", "Line", "Angle", "Curve", "ClosedCurve", "Plane", "ROI"]},
+                "coordinateSystem": {"enum": ["LPS", "RAS"]},
+                "coordinateUnits": {"enum": ["mm", "um"]},
+                "locked": {"type": "boolean"},
+                "fixedNumberOfControlPoints": {"type": "boolean"},
+                "labelFormat": {"type": "string"},
+                "lastUsedControlPointNumber": {"type": "integer", "minimum": 0},
+                "controlPoints": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"}, "label": {"type": "string"}, "description": {"type": "string"},
+                        "associatedNodeID": {"type": "string"},
+                        "position": {**_VECTOR, "minItems": 3, "maxItems": 3},
+                        "orientation": {**_VECTOR, "minItems": 9, "maxItems": 9},
+                        "selected": {"type": "boolean"}, "locked": {"type": "boolean"}, "visibility": {"type": "boolean"},
+                        "positionStatus": {"enum": ["undefined", "preview", "defined"]},
+                    },
+                }},
+                "measurements": {"type": "array"},
+            },
+        }},
+    },
+}
+
+
+def validate_markups(path) -> dict:
+    """The file is JSON that Slicer's markups schema accepts, with every point defined."""
+    document = json.loads(path.read_text())
+    jsonschema.validate(document, SLICER_MARKUPS_SCHEMA)
+    points = document["markups"][0]["controlPoints"]
+    assert all(p["positionStatus"] == "defined" and np.isfinite(p["position"]).all() for p in points)
+    assert len({p["id"] for p in points}) == len(points)
+    return document
+
+
+def test_schema_rejects_a_malformed_markups_file(tmp_path):
+    bad = tmp_path / "bad.mrk.json"
+    bad.write_text(json.dumps({"@schema": "https://x/markups-schema-v1.0.3.json#",
+                               "markups": [{"type": "Fiducial", "controlPoints": [{"position": [1.0, 2.0]}]}]}))
+    with pytest.raises(jsonschema.ValidationError):
+        validate_markups(bad)
+
+
+# --- a toy CT and a stand-in network whose answers are known -------------------------------------
+
+BLOBS_LPS = {"bright": np.array([12.0, -6.0, 20.0]), "dark": np.array([-18.0, 10.0, -14.0])}
+
+
+def toy_ct(spacing=(1.5, 1.5, 2.5), direction=np.diag([1.0, -1.0, 1.0])) -> sitk.Image:
+    """A soft-tissue box in air with a bright (+940 HU) and a dark (-460 HU) Gaussian blob (sigma 5 mm) and a table."""
+    size = (64, 64, 40)
+    image = sitk.Image(size, sitk.sitkFloat32)
+    image.SetSpacing(spacing)
+    image.SetDirection(direction.ravel().tolist())
+    centre_index = (np.asarray(size) - 1) / 2
+    image.SetOrigin(tuple(-(direction * np.asarray(spacing)) @ centre_index))
+    geometry = Geometry.from_sitk(image)
+    ijk = np.stack(np.meshgrid(*(np.arange(s) for s in size), indexing="ij"), axis=-1)
+    lps = geometry.index_to_lps(ijk.reshape(-1, 3)).reshape(*size, 3)
+    volume = np.full(size, -1000.0)
+    body = (np.abs(lps[..., 0]) < 38) & (np.abs(lps[..., 1]) < 30) & (np.abs(lps[..., 2]) < 40)
+    volume[body] = 40.0
+    volume[(lps[..., 1] > 36) & (lps[..., 1] < 40)] = 200.0  # the table: outside the body mask
+    for amplitude, centre in ((900.0, BLOBS_LPS["bright"]), (-500.0, BLOBS_LPS["dark"])):
+        volume += amplitude * np.exp(-((lps - centre) ** 2).sum(-1) / (2 * 5.0**2))
+    out = sitk.GetImageFromArray(volume.T.astype(np.float32))
+    out.CopyInformation(image)
+    return out
+
+
+class CentreIntensityNet(nn.Module):
+    """Logits from the mean of the patch centres: bright -> "bright", -460 HU inside tissue -> "dark", "absent" never."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x.shape[-1] // 2
+        v = x[:, :, p - 1 : p + 1, p - 1 : p + 1].mean(dim=(1, 2, 3))
+        air = torch.relu(-0.2 - x.mean(dim=(1, 2, 3)))  # patches half in air: the body edge, not a blob
+        return torch.stack([12 * v, 20 * (0.3 - (v + 0.46).abs()) - 40 * air, torch.full_like(v, -20.0), torch.full_like(v, 1.5)], dim=1)
+
+
+CARD = {"class_names": ["bright", "dark", "absent", "background"], "patch": {"fov_mm": 24.0, "pixels": 8},
+        "normalisation": {"hu_window": [-1000.0, 1000.0]}}
+
+
+def test_body_mask_keeps_air_inside_the_body_and_drops_the_table():
+    image = toy_ct()
+    volume, geometry = sitk.GetArrayFromImage(image).T.copy(), Geometry.from_sitk(image)
+    volume[(np.abs(geometry.index_to_lps(np.indices(volume.shape).reshape(3, -1).T)) < 8).all(1).reshape(volume.shape)] = -1000  # a "lung"
+    mask = body_mask(volume, geometry, margin_mm=0.0)
+    inside = mask.contains(np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [0.0, 38.0, 0.0], [45.0, 0.0, 0.0], [0.0, 0.0, 200.0]]))
+    assert inside.tolist() == [True, True, False, False, False]
+    with pytest.raises(ValueError, match="body threshold"):
+        body_mask(np.full((8, 8, 8), -1000.0), geometry)
+
+
+def test_grid_points_cover_the_image_with_the_step():
+    geometry = Geometry.from_sitk(toy_ct())
+    points = grid_points(geometry, 8.0)
+    assert np.allclose(np.diff(np.unique(points[:, 0])), 8.0)
+    assert geometry.contains_index(geometry.lps_to_index(points)).all()
+
+
+def test_search_helpers():
+    assert len(_neighbour_offsets()) == 26 and not (_neighbour_offsets() == 0).all(1).any()
+    points = np.array([[0.0, 0, 0], [1.0, 0, 0], [30.0, 0, 0], [60.0, 0, 0]])
+    assert _separated_top(points, np.array([0.9, 0.8, 0.7, 0.1]), 2, 16.0) == [0, 2]
+    keep = _best_per_owner(np.array([1, 0, 1, 0]), np.array([0.2, 0.5, 0.7, 0.1]))
+    assert keep.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("direction", [np.diag([1.0, -1.0, 1.0]), np.array([[0.0, 0, 1], [1, 0, 0], [0, 1, 0]])])
+def test_detector_finds_known_blobs_and_reports_the_absent_kind(direction):
+    image = toy_ct(direction=direction)
+    detector = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(coarse_step_mm=8.0, threads=1, batch_size=100))
+    result = detector.detect(sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image), progress=False)
+    table = result.table.set_index("landmark")
+    assert list(table.index) == ["bright", "dark", "absent"]
+    for name, centre in BLOBS_LPS.items():
+        assert table.loc[name, "found"] and table.loc[name, "probability"] > 0.9
+        assert np.linalg.norm(table.loc[name, ["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy(float) - centre) <= 1.8
+    assert not table.loc["absent", "found"] and np.isnan(table.loc["absent", "x_lps_mm"])
+    assert result.patches_scored > 0 and result.seconds > 0
+
+
+def test_detection_files_open_as_slicer_markups_and_csv(tmp_path):
+    image = toy_ct()
+    path = tmp_path / "toy.nii.gz"
+    sitk.WriteImage(image, str(path))
+    result = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1)).detect_file(path, progress=False)
+    write_detections(result, tmp_path / "toy.mrk.json", tmp_path / "toy.csv")
+    document = validate_markups(tmp_path / "toy.mrk.json")
+    assert document["markups"][0]["coordinateSystem"] == "LPS"
+    back = read_slicer_json(tmp_path / "toy.mrk.json")
+    assert sorted(back["landmark"]) == ["bright", "dark"] and set(back["space"]) == {"LPS"}
+    table = read_detections(tmp_path / "toy.csv")
+    assert table["found"].tolist() == [True, True, False]
+    assert pd.read_csv(tmp_path / "toy.csv")["status"].tolist() == ["found", "found", "not found"]
+
+
+def test_detector_refuses_a_model_without_background(tmp_path):
+    from lmtransfer.models.mini_vgg import MiniVGG
+    from lmtransfer.training.pretrain import model_card
+    from lmtransfer.sampling.cache import PatchCacheConfig
+    from lmtransfer.training.train import TrainConfig
+
+    model = MiniVGG(2, depth=1, width=4, convs_per_block=1, in_channels=3, input_pixels=8, feature_dim=8)
+    torch.save({"state_dict": model.state_dict(), "card": model_card(model, ["a", "b"], PatchCacheConfig(), TrainConfig())}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="no background class"):
+        LandmarkDetector.from_checkpoint(tmp_path / "m.pt")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        LandmarkDetector.from_checkpoint(tmp_path / "missing.pt")
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+def _truth() -> pd.DataFrame:
+    return pd.DataFrame({
+        "case": "c1", "landmark": ["T1_body_centre", "carina", "liver_dome", "pubic_symphysis"],
+        "x_lps_mm": [0.0, 0.0, 0.0, 0.0], "y_lps_mm": [0.0, 0.0, 0.0, 0.0], "z_lps_mm": [0.0, 10.0, 20.0, 30.0],
+        "in_image": [True, True, True, False],
+    })
+
+
+def test_scoring_counts_errors_misses_and_false_detections():
+    detections = pd.DataFrame({
+        "landmark": ["T1_body_centre", "carina", "liver_dome", "pubic_symphysis", "heart_apex"],
+        "found": [True, True, False, True, True], "probability": [0.9, 0.8, 0.2, 0.7, 0.9],
+        "x_lps_mm": [3.0, 0.0, np.nan, 5.0, 1.0], "y_lps_mm": [4.0, 0.0, np.nan, 5.0, 1.0], "z_lps_mm": [0.0, 40.0, np.nan, 5.0, 1.0],
+    })
+    scored = score_case("c1", detections, _truth())
+    assert "heart_apex" not in scored["landmark"].tolist()  # unknown in this case: not counted
+    errors = scored.set_index("landmark")["error_mm"]
+    assert errors["T1_body_centre"] == pytest.approx(5.0) and errors["carina"] == pytest.approx(30.0)
+    assert np.isnan(errors["liver_dome"]) and np.isnan(errors["pubic_symphysis"])
+    metrics, table = summarise(scored, hit_radius_mm=10.0)
+    assert metrics["median_error_mm"] == pytest.approx(17.5)
+    assert metrics["detection_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert metrics["detection_rate_within_10mm"] == pytest.approx(1 / 3, abs=1e-4)
+    assert metrics["false_detections"] == 1 and metrics["false_detection_rate"] == 1.0
+    assert table["landmark"].iloc[0] == "carina"  # worst first
+    assert table.set_index("landmark").loc["pubic_symphysis", "false_detections"] == 1
+
+
+def test_truth_tables_in_both_layouts_and_bad_ones(tmp_path):
+    truth = _truth()
+    truth.to_csv(tmp_path / "manifest.csv", index=False)
+    assert load_truth(tmp_path / "manifest.csv")["in_image"].tolist() == [True, True, True, False]
+    phantom = truth.rename(columns={"x_lps_mm": "x", "y_lps_mm": "y", "z_lps_mm": "z"}).assign(space="LPS")
+    phantom.to_csv(tmp_path / "truth.csv", index=False)
+    assert load_truth(tmp_path / "truth.csv")[["x_lps_mm", "z_lps_mm"]].shape == (4, 2)
+    phantom.assign(space="RAS").to_csv(tmp_path / "ras.csv", index=False)
+    with pytest.raises(ValueError, match="ras.csv: truth positions must be in LPS"):
+        load_truth(tmp_path / "ras.csv")
+    with pytest.raises(FileNotFoundError):
+        load_truth(tmp_path / "nope.csv")
+
+
+def test_landmark_groups():
+    assert landmark_group("L3_body_centre") == "vertebrae"
+    assert landmark_group("common_iliac_bifurcation_L") == "vessels"
+    assert landmark_group("iliac_crest_top_R") == "skeleton"
+    assert landmark_group("kidney_hilum_L") == "organs"
+    assert landmark_group("carina") == "airways and lungs"
+    assert landmark_group("my_own_point") == "other"
