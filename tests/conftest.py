@@ -1,9 +1,11 @@
-"""Shared test helpers: small images with chosen geometry, and the path to ../shared/data."""
+"""Shared test helpers: small images with chosen geometry, the path to ../shared/data, a Slicer markups check."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -45,3 +47,51 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.fail(f"{SHARED_DATA} is missing: tests need ../shared/data beside the project")
     return SHARED_DATA
+
+
+# The parts of 3D Slicer's markups schema (v1.0.3) that a point list uses, written out here so
+# the test runs offline: required keys, enumerations, and the shapes of positions and matrices.
+_VECTOR = {"type": "array", "items": {"type": "number"}}
+SLICER_MARKUPS_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema",
+    "type": "object",
+    "required": ["@schema", "markups"],
+    "properties": {
+        "@schema": {"type": "string", "pattern": "markups-schema-v1\\.0\\.[0-9]+\\.json"},
+        "markups": {"type": "array", "items": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": ["Fiducial", "Line", "Angle", "Curve", "ClosedCurve", "Plane", "ROI"]},
+                "coordinateSystem": {"enum": ["LPS", "RAS"]},
+                "coordinateUnits": {"enum": ["mm", "um"]},
+                "locked": {"type": "boolean"},
+                "fixedNumberOfControlPoints": {"type": "boolean"},
+                "labelFormat": {"type": "string"},
+                "lastUsedControlPointNumber": {"type": "integer", "minimum": 0},
+                "controlPoints": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"}, "label": {"type": "string"}, "description": {"type": "string"},
+                        "associatedNodeID": {"type": "string"},
+                        "position": {**_VECTOR, "minItems": 3, "maxItems": 3},
+                        "orientation": {**_VECTOR, "minItems": 9, "maxItems": 9},
+                        "selected": {"type": "boolean"}, "locked": {"type": "boolean"}, "visibility": {"type": "boolean"},
+                        "positionStatus": {"enum": ["undefined", "preview", "defined"]},
+                    },
+                }},
+                "measurements": {"type": "array"},
+            },
+        }},
+    },
+}
+
+
+def validate_markups(path) -> dict:
+    """The file is JSON that Slicer's markups schema accepts, with every point defined."""
+    document = json.loads(path.read_text())
+    jsonschema.validate(document, SLICER_MARKUPS_SCHEMA)
+    points = document["markups"][0]["controlPoints"]
+    assert all(p["positionStatus"] == "defined" and np.isfinite(p["position"]).all() for p in points)
+    assert len({p["id"] for p in points}) == len(points)
+    return document

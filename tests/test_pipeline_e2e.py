@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import validate_markups
 from lmtransfer.cli import main
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -89,6 +90,7 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     params["cifar"].update(source=str(SHARED_DATA / "cifar10_subset.npz"), max_epochs=1, threads=1)
     params["transfer"].update(train_cases=5, test_cases=3, repeats=2, n_weak_learners=20, bootstrap=100, threads=1)
     params["finetune"].update(max_epochs=1, epoch_patches=128, threads=1)
+    params["detect"].update(coarse_step_mm=16.0, refine_steps_mm=[4.0], candidates=1, threads=1, max_cases=1)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -104,7 +106,7 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     run(*dvc, "config", "core.analytics", "false")
     first = run(*dvc, "repro")
     for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct",
-                  "phantom_mra", "vessels", "lesion_patches", "cifar_pretrain", "transfer", "finetune"):
+                  "phantom_mra", "vessels", "lesion_patches", "cifar_pretrain", "transfer", "finetune", "detect_eval"):
         assert f"Running stage '{stage}'" in first.stdout
     assert (project / "models" / "lm_cnn_lm60.pt").is_file()
     assert (project / "data" / "phantom_mra" / "previews" / "case_000_mip.png").is_file()
@@ -114,13 +116,25 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     assert curves[["lm_auc", "cifar_auc", "random_auc"]].stack().between(0, 1).all()
     finetuned = pd.read_csv(project / "reports" / "finetune" / "finetune.csv")
     assert finetuned["source"].tolist() == ["lm", "cifar", "scratch"]
+    detection = json.loads((project / "reports" / "detection" / "metrics.json").read_text())
+    assert detection["cases"] == 1 and detection["landmark_kinds"] == 60 and 0 <= detection["detection_rate"] <= 1
+    assert detection["landmarks_present"] + detection["landmarks_absent"] == 60
+    assert list((project / "reports" / "detection" / "artifacts").glob("overlay_case_*.png"))
     summary = json.loads((project / "data" / "manifest" / "ingest_summary.json").read_text())
     assert summary["cases"] == 5 and summary["errors"] == 0
     second = run(*dvc, "repro")
     assert "Running stage" not in second.stdout  # nothing changed, nothing re-run
     metrics = run(*dvc, "metrics", "show")
     assert "landmark_kinds" in metrics.stdout and "test_top1" in metrics.stdout
-    assert "lm_auc_at_5" in metrics.stdout and "dice_mean" in metrics.stdout
+    assert "lm_auc_at_5" in metrics.stdout and "dice_mean" in metrics.stdout and "median_error_mm" in metrics.stdout
+
+    # any phantom volume: a markups file that Slicer's schema accepts, and a CSV row per landmark kind
+    detected = run(sys.executable, "-m", "lmtransfer.cli", "detect", "data/phantom_ct/images/case_000.nii.gz",
+                   "--out", "found/case_000.mrk.json", "--min-probability", "0", "--quiet")
+    assert "60 of 60 landmark kinds found" in detected.stdout
+    markups = validate_markups(project / "found" / "case_000.mrk.json")
+    assert len(markups["markups"][0]["controlPoints"]) == 60
+    assert len(pd.read_csv(project / "found" / "case_000.csv")) == 60
 
     # the search writes its best setting into params.yaml, and DVC sees which stages it touches
     tuned = run(sys.executable, "-m", "lmtransfer.cli", "tune")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import jsonschema
 import numpy as np
@@ -19,53 +20,7 @@ from lmtransfer.detection.run import read_detections, write_detections
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.landmarks import read_slicer_json
 
-# The parts of 3D Slicer's markups schema (v1.0.3) that a point list uses, written out here so
-# the test runs offline: required keys, enumerations, and the shapes of positions and matrices.
-_VECTOR = {"type": "array", "items": {"type": "number"}}
-SLICER_MARKUPS_SCHEMA = {
-    "$schema": "http://json-schema.org/draft-07/schema",
-    "type": "object",
-    "required": ["@schema", "markups"],
-    "properties": {
-        "@schema": {"type": "string", "pattern": "markups-schema-v1\\.0\\.[0-9]+\\.json"},
-        "markups": {"type": "array", "items": {
-            "type": "object",
-            "required": ["type"],
-            "properties": {
-                "type": {"enum": ["Fiducial", "Line", "Angle", "Curve", "ClosedCurve", "Plane", "ROI"]},
-                "coordinateSystem": {"enum": ["LPS", "RAS"]},
-                "coordinateUnits": {"enum": ["mm", "um"]},
-                "locked": {"type": "boolean"},
-                "fixedNumberOfControlPoints": {"type": "boolean"},
-                "labelFormat": {"type": "string"},
-                "lastUsedControlPointNumber": {"type": "integer", "minimum": 0},
-                "controlPoints": {"type": "array", "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"}, "label": {"type": "string"}, "description": {"type": "string"},
-                        "associatedNodeID": {"type": "string"},
-                        "position": {**_VECTOR, "minItems": 3, "maxItems": 3},
-                        "orientation": {**_VECTOR, "minItems": 9, "maxItems": 9},
-                        "selected": {"type": "boolean"}, "locked": {"type": "boolean"}, "visibility": {"type": "boolean"},
-                        "positionStatus": {"enum": ["undefined", "preview", "defined"]},
-                    },
-                }},
-                "measurements": {"type": "array"},
-            },
-        }},
-    },
-}
-
-
-def validate_markups(path) -> dict:
-    """The file is JSON that Slicer's markups schema accepts, with every point defined."""
-    document = json.loads(path.read_text())
-    jsonschema.validate(document, SLICER_MARKUPS_SCHEMA)
-    points = document["markups"][0]["controlPoints"]
-    assert all(p["positionStatus"] == "defined" and np.isfinite(p["position"]).all() for p in points)
-    assert len({p["id"] for p in points}) == len(points)
-    return document
-
+from conftest import validate_markups
 
 def test_schema_rejects_a_malformed_markups_file(tmp_path):
     bad = tmp_path / "bad.mrk.json"
@@ -236,3 +191,61 @@ def test_landmark_groups():
     assert landmark_group("kidney_hilum_L") == "organs"
     assert landmark_group("carina") == "airways and lungs"
     assert landmark_group("my_own_point") == "other"
+
+
+# --- the detect_eval stage: resume and restart ------------------------------------------------------
+
+def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
+    from lmtransfer.detection import run
+
+    cases = ["c1", "c2"]
+    rows = []
+    for case in cases:
+        sitk.WriteImage(toy_ct(), str(tmp_path / f"{case}.nii.gz"))
+        rows.append({"case": case, "image_path": str(tmp_path / f"{case}.nii.gz"), "landmark": "bright"})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    truth = [{"case": c, "landmark": name, "x_lps_mm": xyz[0], "y_lps_mm": xyz[1], "z_lps_mm": xyz[2], "in_image": True}
+             for c in cases for name, xyz in BLOBS_LPS.items()]
+    truth += [{"case": c, "landmark": "absent", "x_lps_mm": 0.0, "y_lps_mm": 0.0, "z_lps_mm": 500.0, "in_image": False} for c in cases]
+    pd.DataFrame(truth).to_csv(tmp_path / "truth.csv", index=False)
+    (tmp_path / "splits.json").write_text(json.dumps({"train": [], "val": [], "test": cases}))
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    made = []
+
+    def stand_in(path, config):
+        made.append(path)
+        return LandmarkDetector(CentreIntensityNet(), CARD, config)
+
+    monkeypatch.setattr(LandmarkDetector, "from_checkpoint", staticmethod(stand_in))
+    params = run.DetectEvalParams(detect=DetectConfig(threads=1), model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv",
+                                  truth=tmp_path / "truth.csv", splits=tmp_path / "splits.json", out_dir=tmp_path / "report", track=False)
+    metrics = run.run_detect_eval(params, progress=False)
+    assert metrics["cases"] == 2 and metrics["detection_rate"] == 1.0 and metrics["false_detections"] == 0
+    assert metrics["p90_error_mm"] < 2.0 and metrics["seconds_per_volume"] > 0
+    assert set(metrics["worst_five"]) == {"bright", "dark"}
+    report = tmp_path / "report"
+    assert (report / "artifacts" / "error_by_group.png").stat().st_size > 5_000
+    assert (report / "artifacts" / "overlay_c1.png").stat().st_size > 10_000
+    validate_markups(report / "detections" / "c1.mrk.json")
+
+    # interrupted: c2 never finished; c1 is kept, c2 redone
+    kept = (report / "detections" / "c1.csv").stat().st_mtime_ns
+    (report / "detections" / "c2.csv").unlink()
+    again = run.run_detect_eval(params, progress=False)
+    timing = ("seconds_per_volume", "seconds_per_volume_max")
+    assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in metrics.items() if k not in timing}
+    assert (report / "detections" / "c1.csv").stat().st_mtime_ns == kept
+    # another setting: every case is redone
+    run.run_detect_eval(replace(params, detect=DetectConfig(threads=1, min_probability=0.6)), progress=False)
+    assert (report / "detections" / "c1.csv").stat().st_mtime_ns != kept
+
+
+def test_detect_eval_names_a_case_without_truth(tmp_path):
+    from lmtransfer.detection import run
+
+    pd.DataFrame({"case": ["c1"], "image_path": ["x.nii.gz"], "landmark": ["a"]}).to_csv(tmp_path / "manifest.csv", index=False)
+    pd.DataFrame({"case": ["c9"], "landmark": ["a"], "x": [0.0], "y": [0.0], "z": [0.0], "space": ["LPS"]}).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "splits.json").write_text(json.dumps({"test": ["c1"]}))
+    params = run.DetectEvalParams(manifest=tmp_path / "manifest.csv", truth=tmp_path / "t.csv", splits=tmp_path / "splits.json", track=False)
+    with pytest.raises(ValueError, match=r"t.csv: no landmark truth for case\(s\) \['c1'\]"):
+        run.run_detect_eval(params, progress=False)
