@@ -5,6 +5,8 @@
 - sampling: 2.5D patches/s, our LandmarkSampler vs the stock TorchIO LabelSampler + Queue route
   (bench_sampler.py).
 - training: mini-VGG training and inference patches/s, threads and widths (bench_training.py).
+- detection: seconds per volume of `lmtransfer detect` at two grid sizes and two body sizes,
+  one vs two threads (bench_detection.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_detection  # noqa: E402
 import bench_sampler  # noqa: E402
 import bench_training  # noqa: E402
 
@@ -63,3 +66,5 @@ if __name__ == "__main__":
     bench_sampler.main()
     print()
     bench_training.main()
+    print()
+    bench_detection.main()

@@ -249,3 +249,21 @@ def test_detect_eval_names_a_case_without_truth(tmp_path):
     params = run.DetectEvalParams(manifest=tmp_path / "manifest.csv", truth=tmp_path / "t.csv", splits=tmp_path / "splits.json", track=False)
     with pytest.raises(ValueError, match=r"t.csv: no landmark truth for case\(s\) \['c1'\]"):
         run.run_detect_eval(params, progress=False)
+
+
+def test_inference_copy_of_the_cnn_gives_the_same_probabilities():
+    from lmtransfer.models.mini_vgg import MiniVGG
+
+    torch.manual_seed(0)
+    model = MiniVGG(5, depth=2, width=8, input_pixels=16, feature_dim=16)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    card = {"class_names": ["a", "b", "c", "d", "background"], "patch": {"fov_mm": 24.0, "pixels": 16},
+            "normalisation": {"hu_window": [-1000.0, 1000.0]}}
+    fast = LandmarkDetector(model, card).model
+    x = torch.randn(7, 3, 16, 16)
+    with torch.inference_mode():
+        assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), model.eval()(x), atol=1e-4)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the caller's model is left as it was

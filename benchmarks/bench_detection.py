@@ -1,0 +1,77 @@
+"""Seconds per volume of `lmtransfer detect`, and how they grow with volume size, side by side.
+
+One phantom torso rendered three ways: the default grid (1.2 mm in-plane), the same anatomy on a
+clinical 0.7 mm grid (about 3x the voxels, same physical size), and the upper half of the
+default volume (half the physical size). The search works in mm, so its patch count follows
+the physical size of the body, not the voxel count; the body mask and reading follow voxels.
+Also one versus two threads on the default volume.
+
+Uses models/lm_cnn_lm60.pt when it exists, else an untrained model of the default architecture
+(the work done is the same: the refinement visits a fixed number of points per landmark kind).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from lmtransfer.detection.detector import DetectConfig, LandmarkDetector
+from lmtransfer.io.coords import Geometry
+from lmtransfer.phantoms.torso_ct import PhantomCTConfig, render_case
+
+MODEL = Path("models/lm_cnn_lm60.pt")
+
+
+def detector(config: DetectConfig) -> tuple[LandmarkDetector, str]:
+    if MODEL.exists():
+        return LandmarkDetector.from_checkpoint(MODEL, config), str(MODEL)
+    from lmtransfer.sampling.cache import BACKGROUND, PatchCacheConfig
+    from lmtransfer.training.pretrain import model_card
+    from lmtransfer.training.train import TrainConfig
+
+    train = TrainConfig()
+    model = train.build(61, PatchCacheConfig().pixels)
+    names = [f"landmark_{i}" for i in range(60)] + [BACKGROUND]
+    return LandmarkDetector(model, model_card(model, names, PatchCacheConfig(), train), config), "untrained default mini-VGG (61 classes)"
+
+
+def run(det: LandmarkDetector, image: sitk.Image) -> tuple[float, int]:
+    volume, geometry = sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image)
+    result = det.detect(volume, geometry, progress=False)
+    return result.seconds, result.patches_scored
+
+
+def main() -> None:
+    default_cfg = DetectConfig()
+    det, source = detector(default_cfg)
+    cases = {
+        "default 1.2 mm grid": render_case(0, PhantomCTConfig()).image,
+        "clinical 0.7 mm grid": render_case(0, PhantomCTConfig(spacing_inplane_mm=0.7)).image,
+    }
+    full = cases["default 1.2 mm grid"]
+    cases["upper half, 1.2 mm"] = full[:, :, full.GetSize()[2] // 2 :]
+    print(f"detection, {source}; coarse {default_cfg.coarse_step_mm} mm, refine {list(default_cfg.refine_steps_mm)} mm, "
+          f"{default_cfg.candidates} candidates, {default_cfg.threads} threads")
+    timings = {}
+    for name, image in cases.items():
+        seconds, patches = run(det, image)
+        voxels = int(np.prod(image.GetSize()))
+        timings[name] = (seconds, patches, voxels)
+        print(f"  {name:22s} {voxels / 1e6:6.1f} Mvoxel  {patches:6d} patches  {seconds:6.2f} s/volume  {patches / seconds:6.0f} patches/s")
+    base, fine, half = timings["default 1.2 mm grid"], timings["clinical 0.7 mm grid"], timings["upper half, 1.2 mm"]
+    print(f"  0.7 vs 1.2 mm grid: {fine[2] / base[2]:.1f}x voxels -> {fine[0] / base[0]:.2f}x time")
+    print(f"  half vs whole body: {half[1] / base[1]:.2f}x patches -> {half[0] / base[0]:.2f}x time")
+    one = LandmarkDetector(det.model, det.card, replace(default_cfg, threads=1))
+    seconds_one, _ = run(one, full)
+    seconds_two, _ = run(det, full)
+    print(f"  threads: 1 -> {seconds_one:.2f} s, 2 -> {seconds_two:.2f} s (speed-up {seconds_one / seconds_two:.2f}x)")
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    main()
+    print(f"({time.perf_counter() - start:.0f} s)")
