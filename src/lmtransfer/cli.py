@@ -337,13 +337,13 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_detect(args) -> int:
-    from lmtransfer.detection.detector import LandmarkDetector
+    from lmtransfer.detection.detector import DetectConfig, LandmarkDetector
     from lmtransfer.detection.run import write_detections
     from lmtransfer.io.volumes import case_id_from_path
 
     stage = _params(args).detect if Path(args.params).exists() else None
-    cfg = stage.detect if stage else None
-    if cfg is not None and args.min_probability is not None:
+    cfg = stage.detect if stage else DetectConfig()
+    if args.min_probability is not None:
         cfg = replace(cfg, min_probability=args.min_probability)
     model = Path(args.model or (stage.model if stage else "models/lm_cnn_lm60.pt"))
     detector = LandmarkDetector.from_checkpoint(model, cfg)

@@ -267,3 +267,41 @@ def test_inference_copy_of_the_cnn_gives_the_same_probabilities():
     with torch.inference_mode():
         assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), model.eval()(x), atol=1e-4)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the caller's model is left as it was
+
+
+def _tiny_checkpoint(path):
+    from lmtransfer.models.mini_vgg import MiniVGG
+    from lmtransfer.sampling.cache import PatchCacheConfig
+    from lmtransfer.training.pretrain import save_checkpoint
+    from lmtransfer.training.train import TrainConfig
+
+    model = MiniVGG(3, depth=1, width=4, convs_per_block=1, input_pixels=32, feature_dim=8)
+    save_checkpoint(path, model, ["carina", "heart_apex", "background"], PatchCacheConfig(), TrainConfig())
+    return path
+
+
+def test_cli_detect_writes_markups_and_csv(tmp_path, capsys):
+    from lmtransfer.cli import main
+
+    volume = tmp_path / "toy.nrrd"
+    sitk.WriteImage(toy_ct(), str(volume))
+    model = _tiny_checkpoint(tmp_path / "tiny.pt")
+    out = tmp_path / "out" / "toy.mrk.json"
+    assert main(["detect", str(volume), "--model", str(model), "--out", str(out), "--min-probability", "0",
+                 "--params", str(tmp_path / "none.yaml"), "--quiet"]) == 0
+    assert "2 of 2 landmark kinds found" in capsys.readouterr().out
+    assert len(validate_markups(out)["markups"][0]["controlPoints"]) == 2
+    assert read_detections(tmp_path / "out" / "toy.csv")["landmark"].tolist() == ["carina", "heart_apex"]
+
+
+def test_cli_detect_names_a_corrupt_volume(tmp_path, capsys):
+    from lmtransfer.cli import main
+
+    good = tmp_path / "good.nii.gz"
+    sitk.WriteImage(toy_ct(), str(good))
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(good.read_bytes()[:5000])
+    model = _tiny_checkpoint(tmp_path / "tiny.pt")
+    assert main(["detect", str(bad), "--model", str(model), "--params", str(tmp_path / "none.yaml"), "--quiet"]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.mrk.json"))
