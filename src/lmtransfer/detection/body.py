@@ -31,32 +31,41 @@ class BodyMask:
         return float(self.mask.mean())
 
 
-def body_mask(volume_ijk: np.ndarray, geometry: Geometry, body_hu: float = -300.0, margin_mm: float = 8.0, cell_mm: float = 4.0) -> BodyMask:
-    """The largest region above ``body_hu`` (drops the table), holes filled slice by slice, grown by ``margin_mm``.
+def body_mask(volume_ijk: np.ndarray, geometry: Geometry, body_hu: float = -300.0, margin_mm: float = 8.0, cell_mm: float = 4.0,
+              opening_mm: float = 8.0) -> BodyMask:
+    """The patient: voxels above ``body_hu``, holes filled slice by slice, the table cut off, grown by ``margin_mm``.
 
     Holes are filled in each axial slice because the lungs and airways are air inside the body
-    that a 3D fill cannot close: the trachea leaves the top of the scan.
+    that a 3D fill cannot close: the trachea leaves the top of the scan. The table touches the
+    back, so the mask is first eroded by ``opening_mm`` (thin structures vanish), the largest
+    region kept, and then grown back.
 
     Raises:
         ValueError: no voxel above ``body_hu`` (not a CT in HU, or an empty scan).
     """
     factors = tuple(max(1, int(round(cell_mm / s))) for s in geometry.spacing_mm)
     body = np.asarray(volume_ijk[:: factors[0], :: factors[1], :: factors[2]]) > body_hu
-    labels, n = ndimage.label(body)
-    if n == 0:
+    if not body.any():
         raise ValueError(f"no voxel above the body threshold of {body_hu} HU: is this a CT in HU?")
-    sizes = ndimage.sum(body, labels, range(1, n + 1))
-    body = labels == (1 + int(np.argmax(sizes)))
     axial_axis = int(np.argmax(np.abs(geometry.direction[2])))  # image axis closest to superior
     body = np.moveaxis(body, axial_axis, 0)
     for index in range(body.shape[0]):
         body[index] = ndimage.binary_fill_holes(body[index])
     body = np.moveaxis(body, 0, axial_axis)
     cell = min(s * f for s, f in zip(geometry.spacing_mm, factors))
+    shrink = int(round(opening_mm / cell))
+    core = ndimage.binary_erosion(body, iterations=shrink) if shrink > 0 else body
+    if not core.any():
+        core = body  # a body thinner than the opening: keep it whole
+    labels, n = ndimage.label(core)
+    sizes = ndimage.sum(core, labels, range(1, n + 1))
+    core = labels == (1 + int(np.argmax(sizes)))
+    if shrink > 0:
+        core = ndimage.binary_dilation(core, iterations=shrink) & body
     grow = int(round(margin_mm / cell))
     if grow > 0:
-        body = ndimage.binary_dilation(body, iterations=grow)
-    return BodyMask(body, factors, geometry)
+        core = ndimage.binary_dilation(core, iterations=grow)
+    return BodyMask(core, factors, geometry)
 
 
 def grid_points(geometry: Geometry, step_mm: float) -> np.ndarray:

@@ -51,7 +51,7 @@ class DetectConfig:
     candidates: int = 3
     min_probability: float = 0.5
     body_hu: float = -300.0
-    body_margin_mm: float = 8.0
+    body_margin_mm: float = 4.0
     batch_size: int = 512
     threads: int = 2
 
