@@ -339,6 +339,7 @@ def cmd_finetune(args) -> int:
 def cmd_detect(args) -> int:
     from lmtransfer.detection.detector import DetectConfig, LandmarkDetector
     from lmtransfer.detection.run import write_detections
+    from lmtransfer.detection.shape import ShapeModel
     from lmtransfer.io.volumes import case_id_from_path
 
     stage = _params(args).detect if Path(args.params).exists() else None
@@ -346,7 +347,14 @@ def cmd_detect(args) -> int:
     if args.min_probability is not None:
         cfg = replace(cfg, min_probability=args.min_probability)
     model = Path(args.model or (stage.model if stage else "models/lm_cnn_lm60.pt"))
-    detector = LandmarkDetector.from_checkpoint(model, cfg)
+    shape_path = Path(args.shape or (stage.shape_model if stage else "models/landmark_shape.json"))
+    shape = None
+    if args.shape or shape_path.exists():
+        shape = ShapeModel.load(shape_path)
+    elif not args.quiet:
+        print(f"no landmark shape model at {shape_path} (`dvc repro detect_eval` fits it): each kind takes its most "
+              "probable position, unchecked")
+    detector = LandmarkDetector.from_checkpoint(model, cfg, shape)
     volume = Path(args.volume)
     result = detector.detect_file(volume, progress=not args.quiet)
     markups = Path(args.out or f"{case_id_from_path(volume)}_landmarks.mrk.json")
@@ -567,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="landmark CNN checkpoint (default: detect.model, models/lm_cnn_lm60.pt)")
     p.add_argument("--out", help="markups file to write (default: <volume>_landmarks.mrk.json here)")
     p.add_argument("--csv", help="CSV to write (default: beside the markups file)")
+    p.add_argument("--shape", help="landmark shape model that vets detections (default: detect.shape_model, "
+                   "models/landmark_shape.json, when it exists)")
     p.add_argument("--min-probability", type=float, help="threshold under which a landmark is 'not found'")
     p.add_argument("--params", default="params.yaml", help="parameter file (section detect; defaults when absent)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no per-landmark listing")

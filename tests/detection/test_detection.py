@@ -17,6 +17,7 @@ from lmtransfer.detection.body import body_mask, grid_points
 from lmtransfer.detection.detector import DetectConfig, LandmarkDetector, _best_per_owner, _neighbour_offsets, _separated_top
 from lmtransfer.detection.evaluate import landmark_group, load_truth, score_case, summarise
 from lmtransfer.detection.run import read_detections, write_detections
+from lmtransfer.detection.shape import ShapeModel
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.landmarks import read_slicer_json
 
@@ -202,31 +203,37 @@ def test_landmark_groups():
 def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
     from lmtransfer.detection import run
 
-    cases = ["c1", "c2"]
+    cases, training = ["c1", "c2"], [f"t{i}" for i in range(6)]
     rows = []
-    for case in cases:
-        sitk.WriteImage(toy_ct(), str(tmp_path / f"{case}.nii.gz"))
-        rows.append({"case": case, "image_path": str(tmp_path / f"{case}.nii.gz"), "landmark": "bright"})
+    for number, case in enumerate(cases + training):
+        if case in cases:
+            sitk.WriteImage(toy_ct(), str(tmp_path / f"{case}.nii.gz"))
+        for name, xyz in BLOBS_LPS.items():  # the training cases: the blobs a few mm apart from case to case
+            x, y, z = xyz + (0 if case in cases else np.sin([number, 2 * number, 3 * number]) * 3)
+            rows.append({"case": case, "image_path": str(tmp_path / f"{case}.nii.gz"), "landmark": name,
+                         "x_lps_mm": x, "y_lps_mm": y, "z_lps_mm": z, "in_image": True})
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     truth = [{"case": c, "landmark": name, "x_lps_mm": xyz[0], "y_lps_mm": xyz[1], "z_lps_mm": xyz[2], "in_image": True}
              for c in cases for name, xyz in BLOBS_LPS.items()]
     truth += [{"case": c, "landmark": "absent", "x_lps_mm": 0.0, "y_lps_mm": 0.0, "z_lps_mm": 500.0, "in_image": False} for c in cases]
     pd.DataFrame(truth).to_csv(tmp_path / "truth.csv", index=False)
-    (tmp_path / "splits.json").write_text(json.dumps({"train": [], "val": [], "test": cases}))
+    (tmp_path / "splits.json").write_text(json.dumps({"train": training, "val": [], "test": cases}))
     (tmp_path / "model.pt").write_bytes(b"weights")
     made = []
 
-    def stand_in(path, config):
-        made.append(path)
-        return LandmarkDetector(CentreIntensityNet(), CARD, config)
+    def stand_in(path, config, shape):
+        made.append(shape)
+        return LandmarkDetector(CentreIntensityNet(), CARD, config, shape)
 
     monkeypatch.setattr(LandmarkDetector, "from_checkpoint", staticmethod(stand_in))
     params = run.DetectEvalParams(detect=DetectConfig(threads=1), model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv",
-                                  truth=tmp_path / "truth.csv", splits=tmp_path / "splits.json", out_dir=tmp_path / "report", track=False)
+                                  truth=tmp_path / "truth.csv", splits=tmp_path / "splits.json", out_dir=tmp_path / "report", track=False,
+                                  shape_model=tmp_path / "shape.json")
     metrics = run.run_detect_eval(params, progress=False)
     assert metrics["cases"] == 2 and metrics["detection_rate"] == 1.0 and metrics["false_detections"] == 0
     assert metrics["p90_error_mm"] < 2.0 and metrics["seconds_per_volume"] > 0
     assert set(metrics["worst_five"]) == {"bright", "dark"}
+    assert made[0].names == ["bright", "dark"] and (tmp_path / "shape.json").is_file()  # fitted on the training cases
     report = tmp_path / "report"
     assert (report / "artifacts" / "error_by_group.png").stat().st_size > 5_000
     assert (report / "artifacts" / "overlay_c1.png").stat().st_size > 10_000
@@ -309,3 +316,57 @@ def test_cli_detect_names_a_corrupt_volume(tmp_path, capsys):
     assert main(["detect", str(bad), "--model", str(model), "--params", str(tmp_path / "none.yaml"), "--quiet"]) == 2
     assert str(bad) in capsys.readouterr().err
     assert not list(tmp_path.glob("*.mrk.json"))
+
+
+# --- the shape model ---------------------------------------------------------------------------------
+
+def _shape_cases(n=8, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    layout = {"a": [0.0, 0.0, 0.0], "b": [0.0, 0.0, 40.0], "c": [30.0, 0.0, 20.0], "d": [0.0, 50.0, 0.0]}
+    rows = []
+    for case in range(n):
+        shift = rng.normal(0, 30, 3)
+        for name, xyz in layout.items():
+            x, y, z = np.asarray(xyz) + shift + rng.normal(0, 1.0, 3)
+            rows.append({"case": f"k{case}", "landmark": name, "x_lps_mm": x, "y_lps_mm": y, "z_lps_mm": z, "in_image": True})
+    return pd.DataFrame(rows)
+
+
+def test_shape_model_learns_offsets_and_flags_the_odd_one_out(tmp_path):
+    shape = ShapeModel.fit(_shape_cases(), ["a", "b", "c", "d"])
+    assert shape.offset_mm[0, 1] == pytest.approx([0.0, 0.0, 40.0], abs=1.5)
+    assert (shape.spread_mm[~np.eye(4, dtype=bool)] >= 3.0).all()  # the floor
+    positions = np.array([[100.0, 0, 0], [100.0, 0, 40], [130.0, 0, 20], [100.0, 50, 0]])
+    everyone = np.ones(4, dtype=bool)
+    good = shape.inconsistency(positions, np.arange(4), positions, everyone)
+    assert (good < 1.0).all()
+    moved = positions.copy()
+    moved[2] += [0, 0, 45.0]  # "c" detected on the wrong structure
+    scores = shape.inconsistency(moved, np.arange(4), moved, everyone)
+    assert scores[2] > 5 and (np.delete(scores, 2) < 2).all()
+    assert shape.predicted(moved, np.array([True, True, False, True]))[2] == pytest.approx([130.0, 0, 20], abs=2.0)
+    shape.save(tmp_path / "shape.json")
+    back = ShapeModel.load(tmp_path / "shape.json").subset(["d", "x", "a"])
+    assert back.offset_mm[0, 2] == pytest.approx(-shape.offset_mm[0, 3], abs=0.01)
+    assert np.isinf(back.spread_mm[1]).all()  # an unknown kind gets no constraints
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="bad.json: not a landmark shape model"):
+        ShapeModel.load(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="at least 5 cases"):
+        ShapeModel.fit(_shape_cases(n=3), ["a", "b"])
+
+
+def test_detector_drops_detections_the_shape_model_contradicts():
+    image = toy_ct()
+    truth = pd.DataFrame([{"case": f"k{i}", "landmark": name, "x_lps_mm": xyz[0] + i, "y_lps_mm": xyz[1], "z_lps_mm": xyz[2], "in_image": True}
+                          for i in range(6) for name, xyz in BLOBS_LPS.items()])
+    volume, geometry = sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image)
+    agreeing = ShapeModel.fit(truth, ["bright", "dark"])
+    result = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1), agreeing).detect(volume, geometry, progress=False)
+    assert result.table["found"].tolist() == [True, True, False]
+    assert (result.table["inconsistency"].iloc[:2] < 1).all()
+    # a model that puts "dark" 60 mm higher: now the two cannot both be right, neither is trusted
+    far = truth.assign(z_lps_mm=np.where(truth["landmark"] == "dark", truth["z_lps_mm"] + 60, truth["z_lps_mm"]))
+    result = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1), ShapeModel.fit(far, ["bright", "dark"])).detect(
+        volume, geometry, progress=False)
+    assert not result.table["found"].any()

@@ -6,10 +6,13 @@ landmark kind the centre with the highest probability of that kind wins.
 
 1. Coarse pass: a regular grid (``coarse_step_mm``) over the body mask.
 2. For every kind, the ``candidates`` best grid points (kept apart by two grid steps) are
-   refined: each moves to the best of its 26 neighbours at the first refinement step; then only
-   the best candidate per kind goes on with the finer steps (``refine_steps_mm``).
-3. A kind whose best probability stays under ``min_probability`` is "not found" (landmarks
-   outside the field of view exist and should not be forced onto some other structure).
+   refined: each moves to the best of its 26 neighbours at each of ``refine_steps_mm``.
+3. Without a shape model, each kind takes its most probable candidate. With one
+   (:mod:`lmtransfer.detection.shape`), each kind takes its most probable candidate among those
+   that agree with where the other kinds' detections put it; a kind is "not found" when no candidate
+   agrees within ``max_inconsistency`` spreads, or when the others place it more than
+   ``outside_margin_mm`` outside the image (landmarks cut off by the scan range).
+4. A kind whose probability stays under ``min_probability`` is "not found" too.
 
 Patches of the next batch are cut in a helper thread while the network scores the current one,
 so both cores stay busy (NumPy and PyTorch release the interpreter lock).
@@ -32,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lmtransfer.detection.body import body_mask, grid_points
+from lmtransfer.detection.shape import ShapeModel
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.volumes import read_volume
 from lmtransfer.models.mini_vgg import MiniVGG
@@ -39,7 +43,7 @@ from lmtransfer.sampling.cache import BACKGROUND
 from lmtransfer.sampling.planes import AIR_HU, PatchSpec, sample_planes
 from lmtransfer.training.data import Normaliser
 
-RESULT_COLUMNS = ["landmark", "found", "probability", "x_lps_mm", "y_lps_mm", "z_lps_mm"]
+RESULT_COLUMNS = ["landmark", "found", "probability", "inconsistency", "x_lps_mm", "y_lps_mm", "z_lps_mm"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class DetectConfig:
     body_margin_mm: float = 4.0
     batch_size: int = 512
     threads: int = 2
+    max_inconsistency: float = 2.0
+    outside_margin_mm: float = 10.0
 
     def __post_init__(self) -> None:
         if self.coarse_step_mm <= 0 or any(s <= 0 for s in self.refine_steps_mm):
@@ -87,7 +93,7 @@ class LandmarkDetector:
         config: search settings.
     """
 
-    def __init__(self, model: MiniVGG, card: dict, config: DetectConfig | None = None):
+    def __init__(self, model: MiniVGG, card: dict, config: DetectConfig | None = None, shape: ShapeModel | None = None):
         self.model, self.card = _inference_model(model), card
         self.config = config or DetectConfig()
         self.class_names: list[str] = list(card["class_names"])
@@ -95,9 +101,10 @@ class LandmarkDetector:
         self.spec = PatchSpec(float(card["patch"]["fov_mm"]), int(card["patch"]["pixels"]))
         low, high = card["normalisation"]["hu_window"]
         self.normaliser = Normaliser(float(low), float(high))
+        self.shape = shape.subset([self.class_names[c] for c in self.landmarks]) if shape is not None else None
 
     @classmethod
-    def from_checkpoint(cls, path: Path, config: DetectConfig | None = None) -> LandmarkDetector:
+    def from_checkpoint(cls, path: Path, config: DetectConfig | None = None, shape: ShapeModel | None = None) -> LandmarkDetector:
         from lmtransfer.training.pretrain import load_checkpoint
 
         path = Path(path)
@@ -106,7 +113,7 @@ class LandmarkDetector:
         model, card = load_checkpoint(path)
         if BACKGROUND not in card["class_names"]:
             raise ValueError(f"{path}: the model has no background class, so it cannot say where no landmark is")
-        return cls(model, card, config)
+        return cls(model, card, config, shape)
 
     def detect_file(self, path: Path, progress: bool = True) -> DetectionResult:
         """Read a volume (any format :func:`read_volume` takes) and detect its landmarks."""
@@ -130,13 +137,13 @@ class LandmarkDetector:
             bar.total = len(grid) + self._refinement_patches()
             scorer = _Scorer(self, volume, geometry, bar)
             coarse = scorer(grid)
-            positions, best = self._refine(scorer, grid, coarse)
+            owners, candidates, peaks = self._refine(scorer, grid, coarse)
         finally:
             torch.set_num_threads(threads)
             bar.close()
-        found = best >= cfg.min_probability
+        positions, best, inconsistency, found = self._choose(owners, candidates, peaks, geometry)
         names = [self.class_names[c] for c in self.landmarks]
-        table = pd.DataFrame({"landmark": names, "found": found, "probability": best})
+        table = pd.DataFrame({"landmark": names, "found": found, "probability": best, "inconsistency": inconsistency})
         table[["x_lps_mm", "y_lps_mm", "z_lps_mm"]] = np.where(found[:, None], positions, np.nan)
         return DetectionResult(table[RESULT_COLUMNS], time.perf_counter() - start, scorer.count, int(volume.size))
 
@@ -144,10 +151,10 @@ class LandmarkDetector:
         steps = len(self.config.refine_steps_mm)
         if steps == 0:
             return 0
-        return 26 * len(self.landmarks) * (self.config.candidates + steps - 1)
+        return 26 * len(self.landmarks) * self.config.candidates * steps
 
-    def _refine(self, scorer: _Scorer, grid: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions (L, 3) and probabilities (L,) of every landmark kind after the refinement steps."""
+    def _refine(self, scorer: _Scorer, grid: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates after the refinement steps: owner kind (m,), position (m, 3), probability (m,)."""
         cfg = self.config
         starts = [(slot, index) for slot, c in enumerate(self.landmarks)
                   for index in _separated_top(grid, coarse[:, c], cfg.candidates, 2 * cfg.coarse_step_mm)]
@@ -156,20 +163,39 @@ class LandmarkDetector:
         classes = np.asarray(self.landmarks)[owners]
         position, best = grid[rows], coarse[rows, classes]
         offsets = _neighbour_offsets()
-        for level, step in enumerate(cfg.refine_steps_mm):
+        for step in cfg.refine_steps_mm:
             around = position[:, None, :] + offsets[None] * step  # (m, 26, 3)
             scores = scorer(around.reshape(-1, 3))
             values = scores[np.arange(len(scores)), classes.repeat(len(offsets))].reshape(len(position), len(offsets))
             values[~scorer.geometry.contains_index(scorer.geometry.lps_to_index(around))] = -1.0  # never leave the image
             choice = values.argmax(axis=1)
-            moved = values[np.arange(len(choice)), choice] > best
+            top = values[np.arange(len(choice)), choice]
+            moved = top > best
             position = np.where(moved[:, None], around[np.arange(len(choice)), choice], position)
-            best = np.where(moved, values[np.arange(len(choice)), choice], best)
-            if level == 0:
-                keep = _best_per_owner(owners, best)
-                owners, position, best, classes = owners[keep], position[keep], best[keep], classes[keep]
-        keep = _best_per_owner(owners, best)  # one per kind (already so after a refinement step)
-        return position[keep], best[keep]
+            best = np.where(moved, top, best)
+        return owners, position, best
+
+    def _choose(self, owners: np.ndarray, candidates: np.ndarray, peaks: np.ndarray, geometry: Geometry):
+        """One candidate per kind: position (L, 3), probability, inconsistency (NaN without a shape model), found."""
+        cfg = self.config
+        pick = _best_per_owner(owners, peaks)
+        eligible = peaks >= cfg.min_probability
+        if self.shape is None:
+            return candidates[pick], peaks[pick], np.full(len(pick), np.nan), eligible[pick]
+        chosen, found = candidates[pick], eligible[pick]
+        for _ in range(3):  # trust the consistent detections, then re-vote
+            score = self.shape.inconsistency(candidates, owners, chosen, found)
+            score[~eligible] = np.inf
+            agrees = score <= cfg.max_inconsistency
+            # the most probable candidate that agrees with the others; else the least inconsistent one
+            pick = _best_per_owner(owners, np.where(agrees, peaks, -1.0 - np.minimum(score, 1e9)))
+            chosen, found = candidates[pick], agrees[pick]
+        predicted = self.shape.predicted(chosen, found)
+        known = np.isfinite(predicted).all(axis=1)
+        margin = cfg.outside_margin_mm / np.asarray(geometry.spacing_mm)
+        ijk = geometry.lps_to_index(np.where(known[:, None], predicted, 0.0))
+        inside = np.all((ijk >= -0.5 - margin) & (ijk <= np.asarray(geometry.size_ijk) - 0.5 + margin), axis=1)
+        return chosen, peaks[pick], score[pick], found & (inside | ~known)
 
 
 class _Scorer:

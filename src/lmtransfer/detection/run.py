@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from lmtransfer.detection.detector import DetectConfig, DetectionResult, LandmarkDetector
 from lmtransfer.detection.evaluate import load_truth, score_case, summarise
+from lmtransfer.detection.shape import ShapeModel
 from lmtransfer.io.landmarks import write_slicer_json
 
 EXPERIMENT = "landmark-detection"
@@ -31,6 +32,7 @@ class DetectEvalParams:
 
     detect: DetectConfig = field(default_factory=DetectConfig)
     model: Path = Path("models/lm_cnn_lm60.pt")
+    shape_model: Path = Path("models/landmark_shape.json")   # fitted on the training cases by this stage
     manifest: Path = Path("data/manifest/manifest.csv")
     truth: Path = Path("data/phantom_ct/landmarks_truth.csv")
     splits: Path = Path("data/splits.json")
@@ -74,7 +76,8 @@ def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict 
     without = sorted(set(cases) - set(truth["case"]))
     if without:
         raise ValueError(f"{params.truth}: no landmark truth for case(s) {without}")
-    detector = LandmarkDetector.from_checkpoint(_need(params.model, "run `dvc repro pretrain_60`"), params.detect)
+    shape = fit_shape_model(params.manifest, list(splits.get("train", [])), params.shape_model)
+    detector = LandmarkDetector.from_checkpoint(_need(params.model, "run `dvc repro pretrain_60`"), params.detect, shape)
     folder = _detections_folder(params)
 
     scored, seconds = [], []
@@ -107,6 +110,15 @@ def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict 
     return metrics
 
 
+def fit_shape_model(manifest_path: Path, train_cases: list[str], out_path: Path) -> ShapeModel:
+    """Pairwise landmark offsets of the training cases (annotated positions from the manifest), saved as JSON."""
+    manifest = load_truth(manifest_path)
+    rows = manifest[manifest["case"].isin(train_cases)]
+    shape = ShapeModel.fit(rows, sorted(rows["landmark"].unique()))
+    shape.save(out_path)
+    return shape
+
+
 def _detect_case(detector: LandmarkDetector, case: str, image: Path, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]:
     csv_path, info_path = folder / f"{case}.csv", folder / f"{case}.json"
     if csv_path.exists() and info_path.exists():
@@ -122,7 +134,8 @@ def _detect_case(detector: LandmarkDetector, case: str, image: Path, folder: Pat
 def _detections_folder(params: DetectEvalParams) -> Path:
     """Per-case detections; emptied when the model or the search settings changed since they were made."""
     folder = Path(params.out_dir) / "detections"
-    key = hashlib.sha256(Path(params.model).read_bytes() + json.dumps(asdict(params.detect), sort_keys=True).encode()).hexdigest()[:16]
+    inputs = Path(params.model).read_bytes() + Path(params.shape_model).read_bytes() + json.dumps(asdict(params.detect), sort_keys=True).encode()
+    key = hashlib.sha256(inputs).hexdigest()[:16]
     stamp = folder / "KEY"
     if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
         shutil.rmtree(folder)
