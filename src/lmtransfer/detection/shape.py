@@ -38,14 +38,18 @@ class ShapeModel:
 
     @classmethod
     def fit(cls, table: pd.DataFrame, names: list[str], floor_mm: float = 3.0, min_pairs: int = 5) -> ShapeModel:
-        """From rows ``case, landmark, x_lps_mm, y_lps_mm, z_lps_mm`` (only landmarks inside the image)."""
+        """From rows ``case, landmark, x_lps_mm, y_lps_mm, z_lps_mm`` (only landmarks inside the image).
+
+        Pairs seen together in fewer than ``min_pairs`` cases get no say (infinite spread).
+        """
         index = {n: i for i, n in enumerate(names)}
         rows = table[table["landmark"].isin(index)]
         if "in_image" in rows.columns:
             rows = rows[rows["in_image"].astype(bool)]
         cases = sorted(rows["case"].unique())
-        if len(cases) < min_pairs:
-            raise ValueError(f"the shape model needs landmarks of at least {min_pairs} cases, got {len(cases)}")
+        if len(cases) < 2:
+            raise ValueError(f"the shape model needs landmarks of at least 2 cases, got {len(cases)}")
+        min_pairs = min(min_pairs, len(cases))  # few cases (a tiny test set): every pair they share counts
         points = np.full((len(cases), len(names), 3), np.nan)
         case_row = {c: k for k, c in enumerate(cases)}
         points[rows["case"].map(case_row).to_numpy(), rows["landmark"].map(index).to_numpy()] = rows[LPS].to_numpy(float)
