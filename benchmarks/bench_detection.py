@@ -6,7 +6,7 @@ default volume (half the physical size). The search works in mm, so its patch co
 the physical size of the body, not the voxel count; the body mask and reading follow voxels.
 Also one versus two threads on the default volume.
 
-Uses models/lm_cnn_lm60.pt when it exists, else an untrained model of the default architecture
+Uses models/lm_cnn_lm60.pt (and the shape model) when it exists, else an untrained model of the default architecture
 (the work done is the same: the refinement visits a fixed number of points per landmark kind).
 """
 
@@ -24,11 +24,15 @@ from lmtransfer.io.coords import Geometry
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig, render_case
 
 MODEL = Path("models/lm_cnn_lm60.pt")
+SHAPE = Path("models/landmark_shape.json")
 
 
 def detector(config: DetectConfig) -> tuple[LandmarkDetector, str]:
     if MODEL.exists():
-        return LandmarkDetector.from_checkpoint(MODEL, config), str(MODEL)
+        from lmtransfer.detection.shape import ShapeModel
+
+        shape = ShapeModel.load(SHAPE) if SHAPE.exists() else None
+        return LandmarkDetector.from_checkpoint(MODEL, config, shape), str(MODEL) + (f" + {SHAPE}" if shape else "")
     from lmtransfer.sampling.cache import BACKGROUND, PatchCacheConfig
     from lmtransfer.training.pretrain import model_card
     from lmtransfer.training.train import TrainConfig
@@ -66,6 +70,7 @@ def main() -> None:
     print(f"  0.7 vs 1.2 mm grid: {fine[2] / base[2]:.1f}x voxels -> {fine[0] / base[0]:.2f}x time")
     print(f"  half vs whole body: {half[1] / base[1]:.2f}x patches -> {half[0] / base[0]:.2f}x time")
     one = LandmarkDetector(det.model, det.card, replace(default_cfg, threads=1))
+    one.shape = det.shape
     seconds_one, _ = run(one, full)
     seconds_two, _ = run(det, full)
     print(f"  threads: 1 -> {seconds_one:.2f} s, 2 -> {seconds_two:.2f} s (speed-up {seconds_one / seconds_two:.2f}x)")
