@@ -349,7 +349,9 @@ def cmd_detect(args) -> int:
     model = Path(args.model or (stage.model if stage else "models/lm_cnn_lm60.pt"))
     shape_path = Path(args.shape or (stage.shape_model if stage else "models/landmark_shape.json"))
     shape = None
-    if args.shape or shape_path.exists():
+    if args.no_shape:
+        pass
+    elif args.shape or shape_path.exists():
         shape = ShapeModel.load(shape_path)
     elif not args.quiet:
         print(f"no landmark shape model at {shape_path} (`dvc repro detect_eval` fits it): each kind takes its most "
@@ -577,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="CSV to write (default: beside the markups file)")
     p.add_argument("--shape", help="landmark shape model that vets detections (default: detect.shape_model, "
                    "models/landmark_shape.json, when it exists)")
+    p.add_argument("--no-shape", action="store_true", help="no shape check: each kind takes its most probable position")
     p.add_argument("--min-probability", type=float, help="threshold under which a landmark is 'not found'")
     p.add_argument("--params", default="params.yaml", help="parameter file (section detect; defaults when absent)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no per-landmark listing")
