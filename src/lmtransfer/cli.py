@@ -363,7 +363,8 @@ def cmd_detect(args) -> int:
     csv_path = Path(args.csv) if args.csv else markups.with_name(markups.name.removesuffix(".mrk.json") + ".csv")
     write_detections(result, markups, csv_path)
     if not args.quiet:
-        for row in result.table.itertuples():
+        listing = result.table.sort_values(["found", "z_lps_mm"], ascending=False)  # head to feet, then the missing
+        for row in listing.itertuples():
             where = f"({row.x_lps_mm:8.1f}, {row.y_lps_mm:8.1f}, {row.z_lps_mm:8.1f})" if row.found else "not found"
             print(f"  {row.landmark:30s} p={row.probability:.3f}  {where}")
     print(f"{volume}: {len(result.found)} of {len(result.table)} landmark kinds found (LPS mm) in {result.seconds:.1f} s "

@@ -299,8 +299,12 @@ def test_cli_detect_writes_markups_and_csv(tmp_path, capsys):
     model = _tiny_checkpoint(tmp_path / "tiny.pt")
     out = tmp_path / "out" / "toy.mrk.json"
     assert main(["detect", str(volume), "--model", str(model), "--out", str(out), "--min-probability", "0",
-                 "--params", str(tmp_path / "none.yaml"), "--quiet"]) == 0
-    assert "2 of 2 landmark kinds found" in capsys.readouterr().out
+                 "--params", str(tmp_path / "none.yaml")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 of 2 landmark kinds found" in printed and "no landmark shape model" in printed
+    listed = [line.split()[0] for line in printed.splitlines() if line.startswith("  ")]
+    table = read_detections(tmp_path / "out" / "toy.csv")
+    assert listed == table.sort_values("z_lps_mm", ascending=False)["landmark"].tolist()  # head to feet
     assert len(validate_markups(out)["markups"][0]["controlPoints"]) == 2
     assert read_detections(tmp_path / "out" / "toy.csv")["landmark"].tolist() == ["carina", "heart_apex"]
 

@@ -49,7 +49,8 @@ def write_detections(result: DetectionResult, markups_path: Path, csv_path: Path
     found = result.found
     markups_path.parent.mkdir(parents=True, exist_ok=True)
     write_slicer_json(markups_path, found["landmark"].tolist(), found[["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy(),
-                      [f"probability {p:.3f}" for p in found["probability"]])
+                      [f"probability {p:.3f}" + ("" if np.isnan(q) else f", inconsistency {q:.2f}")
+                       for p, q in zip(found["probability"], found["inconsistency"])])
     if csv_path is not None:
         table = result.table.assign(status=np.where(result.table["found"], "found", "not found"))
         table.drop(columns="found").to_csv(csv_path, index=False, float_format="%.3f")
