@@ -337,23 +337,21 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_detect(args) -> int:
-    from lmtransfer.detection.detector import DetectConfig, LandmarkDetector
-    from lmtransfer.detection.run import write_detections
+    from lmtransfer.detection.detector import LandmarkDetector
+    from lmtransfer.detection.run import DetectEvalParams, write_detections
     from lmtransfer.detection.shape import ShapeModel
     from lmtransfer.io.volumes import case_id_from_path
 
-    stage = _params(args).detect if Path(args.params).exists() else None
-    cfg = stage.detect if stage else DetectConfig()
+    stage = _params(args).detect if Path(args.params).exists() else DetectEvalParams()
+    cfg = stage.detect
     if args.min_probability is not None:
         cfg = replace(cfg, min_probability=args.min_probability)
-    model = Path(args.model or (stage.model if stage else "models/lm_cnn_lm60.pt"))
-    shape_path = Path(args.shape or (stage.shape_model if stage else "models/landmark_shape.json"))
+    model = Path(args.model or stage.model)
+    shape_path = Path(args.shape or stage.shape_model)
     shape = None
-    if args.no_shape:
-        pass
-    elif args.shape or shape_path.exists():
+    if not args.no_shape and (args.shape or shape_path.exists()):
         shape = ShapeModel.load(shape_path)
-    elif not args.quiet:
+    elif not args.no_shape and not args.quiet:
         print(f"no landmark shape model at {shape_path} (`dvc repro detect_eval` fits it): each kind takes its most "
               "probable position, unchecked")
     detector = LandmarkDetector.from_checkpoint(model, cfg, shape)

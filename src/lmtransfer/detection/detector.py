@@ -148,10 +148,7 @@ class LandmarkDetector:
         return DetectionResult(table[RESULT_COLUMNS], time.perf_counter() - start, scorer.count, int(volume.size))
 
     def _refinement_patches(self) -> int:
-        steps = len(self.config.refine_steps_mm)
-        if steps == 0:
-            return 0
-        return 26 * len(self.landmarks) * self.config.candidates * steps
+        return 26 * len(self.landmarks) * self.config.candidates * len(self.config.refine_steps_mm)
 
     def _refine(self, scorer: _Scorer, grid: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidates after the refinement steps: owner kind (m,), position (m, 3), probability (m,)."""

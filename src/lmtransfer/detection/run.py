@@ -73,6 +73,9 @@ def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict 
     if not cases:
         raise ValueError(f"{params.splits}: split {params.split!r} is empty")
     images = _image_paths(_need(params.manifest, "run `dvc repro ingest`"), cases)
+    shown = params.overlay_case or cases[0]
+    if shown not in images:  # checked before minutes of detection, not after
+        raise ValueError(f"detect.overlay_case {shown!r} is not among the evaluated cases")
     truth = load_truth(params.truth)
     without = sorted(set(cases) - set(truth["case"]))
     if without:
@@ -101,9 +104,6 @@ def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict 
     per_landmark.to_csv(out / "per_landmark.csv", index=False, float_format="%.2f")
     scored.to_csv(artifacts / "errors_per_case.csv", index=False, float_format="%.3f")
     error_boxplot(scored, artifacts / "error_by_group.png", params.hit_radius_mm)
-    shown = params.overlay_case or cases[0]
-    if shown not in images:
-        raise ValueError(f"detect.overlay_case {shown!r} is not among the evaluated cases")
     overlay(sitk.ReadImage(str(images[shown])), scored[scored["case"] == shown], truth[truth["case"] == shown],
             artifacts / f"overlay_{shown}.png")
     if params.track:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-LPS = ["x_lps_mm", "y_lps_mm", "z_lps_mm"]
+from lmtransfer.detection.evaluate import LPS
 
 
 @dataclass
