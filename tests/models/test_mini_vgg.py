@@ -26,3 +26,18 @@ def test_widening_keeps_the_old_classes():
     with torch.no_grad():
         torch.testing.assert_close(big.features(x), small.features(x))
         torch.testing.assert_close(big(x)[:, [0, 1, 2, 3, 9]], small(x))
+
+
+def test_widening_is_seeded_and_leaves_the_global_rng_alone():
+    small = MiniVGG(5, depth=2, width=8, feature_dim=32)
+    first = small.widened(10, {0: 0, 4: 9}, seed=3)
+    torch.manual_seed(123)  # whatever the global RNG holds, the new rows are the same
+    second = small.widened(10, {0: 0, 4: 9}, seed=3)
+    for key, value in first.state_dict().items():
+        torch.testing.assert_close(value, second.state_dict()[key], rtol=0, atol=0)
+    other = small.widened(10, {0: 0, 4: 9}, seed=4)
+    assert not torch.equal(other.classifier.weight, first.classifier.weight)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    small.widened(10, {0: 0}, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)

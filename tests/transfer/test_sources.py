@@ -44,6 +44,36 @@ def test_cifar_official_folder_and_archive(tmp_path):
     assert np.array_equal(read_cifar10(archive).x_train, read_cifar10(folder).x_train)
 
 
+class _Payload:
+    """Unpickling this would create a file: what a doctored download could do with a shell command."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_cifar_batches_of_every_pickle_protocol(tmp_path):
+    folder = _official_folder(tmp_path / "raw")
+    with open(folder / "test_batch", "wb") as handle:
+        pickle.dump(_batch(4, 9), handle, protocol=2)  # the official files are Python 2 protocol-2 pickles
+    assert read_cifar10(folder).x_test.shape == (4, 3, 32, 32)
+
+
+def test_cifar_batch_cannot_run_code(tmp_path):
+    folder = _official_folder(tmp_path / "raw")
+    target = tmp_path / "written_by_payload"
+    batch = _batch(4, 0)
+    batch[b"labels"] = _Payload(target)
+    with open(folder / "data_batch_3", "wb") as handle:
+        pickle.dump(batch, handle)
+    with pytest.raises(CifarSourceError, match="data_batch_3") as error:
+        read_cifar10(folder)
+    assert "refused" in str(error.value)
+    assert not target.exists()
+
+
 def test_cifar_source_order_and_clear_message(tmp_path, monkeypatch):
     folder = _official_folder(tmp_path / "env")
     monkeypatch.setenv(ENV_VAR, str(folder))

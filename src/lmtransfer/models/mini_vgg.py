@@ -48,10 +48,16 @@ class MiniVGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(x)))
 
-    def widened(self, n_classes: int, old_to_new: dict[int, int]) -> MiniVGG:
-        """A copy with ``n_classes`` outputs: all weights kept, old classifier rows moved to new indices."""
+    def widened(self, n_classes: int, old_to_new: dict[int, int], seed: int = 0) -> MiniVGG:
+        """A copy with ``n_classes`` outputs: all weights kept, old classifier rows moved to new indices.
+
+        The new classifier rows are drawn from a generator seeded with ``seed`` (the global RNG is
+        left as it was), so class expansion gives the same weights on every run.
+        """
         config = {**self.config, "n_classes": n_classes}
-        model = MiniVGG(**config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = MiniVGG(**config)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("classifier.")}
         model.load_state_dict(state, strict=False)
         with torch.no_grad():

@@ -50,10 +50,31 @@ def model_card(model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, 
     }
 
 
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message names the file and the problem."""
+
+
 def load_checkpoint(path: Path) -> tuple[MiniVGG, dict]:
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    model = MiniVGG(**payload["card"]["config"])
-    model.load_state_dict(payload["state_dict"])
+    """The model and its card from a file :func:`save_checkpoint` wrote.
+
+    Loaded with ``weights_only=True``: the file may hold tensors and plain containers only, so a
+    checkpoint from anywhere cannot run code while it is read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors alike: the file is unusable
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable lmtransfer checkpoint (refused or unreadable: {reason[:300]})") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("card"), dict) or "state_dict" not in payload:
+        raise CheckpointError(f"{path}: not an lmtransfer checkpoint (expected a dict with 'state_dict' and 'card')")
+    try:
+        model = MiniVGG(**payload["card"]["config"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the weights do not fit the model card ({str(exc).splitlines()[0][:300]})") from exc
     return model, payload["card"]
 
 
@@ -81,7 +102,7 @@ def run_step(
         missing = [c for c in old if c not in class_names]
         if missing:
             raise ValueError(f"{init_path}: classes {missing} of the previous step are not in this step")
-        init = previous.widened(len(class_names), {i: class_names.index(c) for i, c in enumerate(old)})
+        init = previous.widened(len(class_names), {i: class_names.index(c) for i, c in enumerate(old)}, seed=cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{name}: {n_landmarks}+1 classes, {len(train)} training patches ({len(splits['train'])} cases), "
           f"{len(val)} validation, {len(test)} test" + (f", starting from {init_path}" if init_path else ""))

@@ -4,7 +4,8 @@ Where the images come from, in order: ``cifar.source`` in ``params.yaml``, the e
 variable ``LMTRANSFER_CIFAR10``, then torchvision's download into ``cifar.download_dir``. Each
 may be a ``.npz`` (keys ``x_train``, ``y_train``, ``x_test``, ``y_test``, images uint8
 ``(n, 3, 32, 32)``), the official ``cifar-10-batches-py`` folder (or its parent), or the official
-``cifar-10-python.tar.gz``.
+``cifar-10-python.tar.gz``. The official batches are Python pickles; they are read with an
+unpickler that admits only NumPy arrays, so a doctored batch cannot run code.
 """
 
 from __future__ import annotations
@@ -54,16 +55,37 @@ class CifarConfig:
     threads: int = 2
 
 
-def _unpack(handle) -> tuple[np.ndarray, np.ndarray]:
-    """Images (n, 3, 32, 32) uint8 and labels of one pickled CIFAR-10 batch."""
-    batch = pickle.load(handle, encoding="bytes")
-    return np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(batch[b"labels"], np.uint8)
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads a CIFAR-10 batch without running code: a batch is a dict of bytes, lists of ints and
+    one uint8 array, so only NumPy's array reconstruction is admitted; any other global (a
+    ``__reduce__`` payload such as ``os.system``) is refused."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes in a protocol-2 pickle
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused {module}.{name}: a CIFAR-10 batch holds only arrays, lists and bytes")
+
+
+def _unpack(handle, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, 3, 32, 32) uint8 and labels of one pickled CIFAR-10 batch (``name`` for errors)."""
+    try:
+        batch = _BatchUnpickler(handle, encoding="bytes").load()
+        data, labels = batch[b"data"], batch[b"labels"]
+        return np.asarray(data, np.uint8).reshape(-1, 3, 32, 32), np.asarray(labels, np.uint8)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CifarSourceError(f"{name}: not a CIFAR-10 python batch ({exc})") from exc
 
 
 def _read_batches(folder: Path) -> CifarData:
     def read(name):
         with open(folder / name, "rb") as handle:
-            return _unpack(handle)
+            return _unpack(handle, str(folder / name))
 
     parts = [read(f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = read("test_batch")
@@ -76,7 +98,7 @@ def _read_tar(path: Path) -> CifarData:
         for member in tar.getmembers():
             name = Path(member.name).name
             if name.startswith(("data_batch_", "test_batch")):
-                arrays[name] = _unpack(tar.extractfile(member))
+                arrays[name] = _unpack(tar.extractfile(member), f"{path}:{member.name}")
     missing = ({f"data_batch_{i}" for i in range(1, 6)} | {"test_batch"}) - set(arrays)
     if missing:
         raise CifarSourceError(f"{path}: not the CIFAR-10 python archive (missing {sorted(missing)})")

@@ -31,8 +31,7 @@ def initial_model(source: str, lm_model: Path, cifar_model: Path, seed: int) -> 
     """A 2-class mini-VGG: pre-trained layers kept and a new classifier, or all random (``scratch``)."""
     if source in ("lm", "cifar"):
         model = load_checkpoint(Path(lm_model if source == "lm" else cifar_model))[0]
-        torch.manual_seed(seed)
-        return model.widened(2, {})
+        return model.widened(2, {}, seed=seed)
     if source == "scratch":
         reference = load_checkpoint(Path(lm_model))[0] if Path(lm_model).exists() else None
         torch.manual_seed(seed)
