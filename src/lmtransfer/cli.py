@@ -63,7 +63,8 @@ def cmd_ingest(args) -> int:
     landmarks = [Path(p) for p in (args.landmarks or params.landmarks)]
     out_dir = Path(args.out or params.out_dir)
     verify = params.verify_voxels if args.verify is None else args.verify
-    manifest, report = build_manifest(images, landmarks, verify_voxels=verify, workers=args.workers or params.workers, progress=not args.quiet)
+    manifest, report = build_manifest(images, landmarks, verify_voxels=verify, workers=args.workers or params.workers,
+                                      progress=not args.quiet, max_voxels=params.max_voxels)
     summary = write_outputs(manifest, report, out_dir)
     print(f"manifest: {out_dir / 'manifest.csv'} ({summary['cases']} cases, {summary['landmarks']} landmarks, "
           f"{summary['landmark_kinds']} kinds, {summary['outside_image']} outside the image)")

@@ -41,6 +41,7 @@ class IngestParams:
     verify_voxels: bool = True
     workers: int = 2
     strict: bool = False
+    max_voxels: int = 800_000_000   # volumes declaring more are refused from the header
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def test_broken_folder_report(broken_folder, tmp_path):
     assert "landmark(s) for a case with no readable image" in text  # corrupt.csv and ghost
     assert "duplicate landmark 'a'" in text
     assert "'far'" in text and "outside the image" in text
-    assert "'nan_point' has a missing or NaN coordinate" in text
+    assert "'nan_point' has a missing, NaN or infinite coordinate" in text
     assert "weird.csv|line 2: unknown coordinate system 'scanner'" in text
     assert "warning|lonely|" in text and "image has no landmarks" in text
     # what is kept, is right
@@ -84,3 +84,49 @@ def test_real_ct_landmark_from_flipped_segmentation(shared_data, tmp_path):
     assert 40 < hu < 160, f"liver centroid at HU {hu}"
     # same physical point, so the CT row index is the mirror of the segmentation's (y stored flipped)
     np.testing.assert_allclose([row.i, row.j, row.k], [centroid_ijk[0], 511 - centroid_ijk[1], centroid_ijk[2]], atol=1e-3)
+
+
+MALFORMED = {
+    "m1.mrk.json": ('{"markups": [1]}', "markups[1] is int"),
+    "m2.mrk.json": ('{"markups": [{"coordinateSystem": "LPS", "controlPoints": [{"label": "a", "position": 5}]}]}',
+                    "point 1 ('a'): position 5"),
+    "m3.mrk.json": ('{"markups": [{"coordinateSystem": "LPS", "controlPoints": 7}]}', "controlPoints is int"),
+    "m4_ctd.json": ('[{"direction": ["P", "I", "R"]}, {"label": 1e400, "X": 1, "Y": 2, "Z": 3}]', "item 1: label inf"),
+    "m5.mrk.json": ('{"markups": [{"coordinateSystem": "LPS", "controlPoints": ["x"]}]}', "controlPoints[1] is str"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_landmark_file_costs_only_itself(tmp_path, name):
+    content, problem = MALFORMED[name]
+    images, marks = tmp_path / "images", tmp_path / "landmarks"
+    images.mkdir()
+    marks.mkdir()
+    image = make_image()
+    case = name.split(".")[0].removesuffix("_ctd")
+    for cid in ("good", case):
+        sitk.WriteImage(image, str(images / f"{cid}.nii.gz"))
+    write_slicer_json(marks / "good.mrk.json", ["a"], Geometry.from_sitk(image).index_to_lps([[5, 5, 3]]))
+    (marks / name).write_text(content)
+    manifest, report = build_manifest(images, [marks], progress=False)
+    errors = report.frame().query("severity == 'error'")
+    assert len(errors) == 1
+    assert errors["file"].iloc[0].endswith(name) and problem in errors["problem"].iloc[0]
+    assert manifest["case"].tolist() == ["good"]
+
+
+def test_overflowing_coordinates_are_errors(tmp_path):
+    images, marks = tmp_path / "images", tmp_path / "landmarks"
+    images.mkdir()
+    marks.mkdir()
+    sitk.WriteImage(make_image(), str(images / "c.nii.gz"))
+    (marks / "c.csv").write_text("landmark,x,y,z,space\nok,-18,37,-105,LPS\nbig,1e308,0,0,LPS\nhuge,1e400,0,0,LPS\n"
+                                 "voxel,1e308,0,0,IJK\nfar,2e6,0,0,RAS\n")
+    manifest, report = build_manifest(images, [marks], progress=False)
+    assert manifest["landmark"].tolist() == ["ok"]
+    assert np.isfinite(manifest[["x_lps_mm", "y_lps_mm", "z_lps_mm", "i", "j", "k"]].to_numpy(float)).all()
+    problems = report.frame().set_index("file")["problem"]
+    assert "'big' has a coordinate beyond" in problems[f"{marks / 'c.csv'}:3"]
+    assert "'huge' has a missing, NaN or infinite coordinate" in problems[f"{marks / 'c.csv'}:4"]
+    assert "'voxel' has a coordinate beyond" in problems[f"{marks / 'c.csv'}:5"]
+    assert "'far' has a coordinate beyond" in problems[f"{marks / 'c.csv'}:6"]

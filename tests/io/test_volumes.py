@@ -69,3 +69,52 @@ def test_2d_image_is_rejected(tmp_path):
     sitk.WriteImage(sitk.Image([8, 8], sitk.sitkInt16), str(path))
     with pytest.raises(VolumeReadError, match="expected a 3D volume"):
         read_geometry(path)
+
+
+def _write(tmp_path, name, compress=False):
+    path = tmp_path / name
+    sitk.WriteImage(make_image(size=(20, 30, 40)), str(path), compress)
+    return path
+
+
+@pytest.mark.parametrize("name", ["short.nii", "short.nrrd", "short.mha"])
+def test_truncated_uncompressed_file_is_refused_before_reading(tmp_path, name):
+    path = _write(tmp_path, name)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    for read in (read_volume, read_geometry):  # the header-only route of ingest too
+        with pytest.raises(VolumeReadError, match=f"{name}: truncated volume"):
+            read(path)
+
+
+def test_detached_raw_file_shorter_than_declared(tmp_path):
+    path = _write(tmp_path, "detached.mhd")
+    raw = tmp_path / "detached.raw"
+    raw.write_bytes(raw.read_bytes()[:1000])
+    with pytest.raises(VolumeReadError, match="detached.mhd: truncated volume.*detached.raw"):
+        read_volume(path)
+
+
+def test_complete_gzip_of_a_short_payload_is_refused(tmp_path):
+    """A gzip stream that ends properly but holds half the voxels: ITK would read the rest as zeros."""
+    import gzip
+
+    full = _write(tmp_path, "full.nii").read_bytes()
+    path = tmp_path / "short.nii.gz"
+    path.write_bytes(gzip.compress(full[: len(full) // 2]))
+    with pytest.raises(VolumeReadError, match="short.nii.gz: truncated volume"):
+        read_volume(path)
+    (tmp_path / "whole.nii.gz").write_bytes(gzip.compress(full))
+    assert read_volume(tmp_path / "whole.nii.gz").GetSize() == (20, 30, 40)
+
+
+def test_absurd_header_is_refused_without_allocating(tmp_path):
+    """75 bytes that declare 1000^3 voxels: refused from the header, by the voxel cap or by the length."""
+    path = tmp_path / "huge.mha"
+    path.write_bytes(b"NDims = 3\nDimSize = 1000 1000 1000\nElementType = MET_SHORT\nElementDataFile = LOCAL\n")
+    with pytest.raises(VolumeReadError, match="huge.mha: the header declares 1000 x 1000 x 1000 = 1,000,000,000 voxels"):
+        read_volume(path)
+    with pytest.raises(VolumeReadError, match="huge.mha: truncated volume"):
+        read_volume(path, max_voxels=2_000_000_000)
+    with pytest.raises(VolumeReadError, match="limit of 1,000"):
+        read_volume(_write(tmp_path, "fine.nii.gz", compress=True), max_voxels=1000)

@@ -60,6 +60,7 @@ class DetectConfig:
     threads: int = 2
     max_inconsistency: float = 2.0
     outside_margin_mm: float = 10.0
+    max_voxels: int = 800_000_000
 
     def __post_init__(self) -> None:
         if self.coarse_step_mm <= 0 or any(s <= 0 for s in self.refine_steps_mm):
@@ -116,15 +117,23 @@ class LandmarkDetector:
         return cls(model, card, config, shape)
 
     def detect_file(self, path: Path, progress: bool = True) -> DetectionResult:
-        """Read a volume (any format :func:`read_volume` takes) and detect its landmarks."""
-        image = read_volume(Path(path))
-        return self.detect(sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image), progress=progress, name=Path(path).name)
+        """Read a volume (any format :func:`read_volume` takes) and detect its landmarks.
+
+        The voxels stay in SimpleITK's buffer and type (int16 for CT): the search reads a view.
+        """
+        image = read_volume(Path(path), self.config.max_voxels)
+        volume_ijk = sitk.GetArrayViewFromImage(image).T
+        try:
+            return self.detect(volume_ijk, Geometry.from_sitk(image), progress=progress, name=Path(path).name)
+        finally:
+            del volume_ijk  # the view must not outlive the image that owns its memory
 
     def detect(self, volume_ijk: np.ndarray, geometry: Geometry, progress: bool = True, name: str = "volume") -> DetectionResult:
-        """Best position and probability of every landmark kind in ``volume_ijk`` (HU, ``[i, j, k]``)."""
+        """Best position and probability of every landmark kind in ``volume_ijk`` (HU, ``[i, j, k]``, any
+        numeric type, any memory order: it is read in place, never copied)."""
         cfg = self.config
         start = time.perf_counter()
-        volume = np.ascontiguousarray(volume_ijk, dtype=np.float32)
+        volume = np.asarray(volume_ijk)
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads)
         bar = tqdm(desc=f"detect {name}", unit="patch", disable=not progress, leave=False)

@@ -74,36 +74,55 @@ def _space(value: object, path: Path, where: str = "") -> str:
     return _SPACES[key]
 
 
-def read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path, chunk_rows: int = 200_000) -> pd.DataFrame:
     """CSV with a header ``[case,]landmark,x,y,z[,space]``; space defaults to LPS mm.
 
-    Without a ``case`` column the file holds one case, named after the file.
+    Without a ``case`` column the file holds one case, named after the file. Read in chunks of
+    ``chunk_rows`` with vectorised parsing, so a table of millions of points costs seconds and
+    little more memory than the result.
     """
     path = Path(path)
+    parts = []
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, chunksize=chunk_rows)
+        first_line = 2
+        for chunk in reader:
+            parts.append(_csv_chunk(chunk, path, first_line))
+            first_line += len(chunk)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise LandmarkFileError(f"{path}: not a readable CSV table ({exc})") from exc
-    table.columns = [c.strip().lower() for c in table.columns]
+    if not parts:
+        return _frame([])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _csv_chunk(table: pd.DataFrame, path: Path, first_line: int) -> pd.DataFrame:
+    table.columns = [str(c).strip().lower() for c in table.columns]
     missing = {"landmark", "x", "y", "z"} - set(table.columns)
     if missing:
         raise LandmarkFileError(
             f"{path}: missing column(s) {sorted(missing)}; expected case,landmark,x,y,z[,space]"
         )
-    rows = []
-    for line, record in enumerate(table.to_dict("records"), start=2):
-        rows.append(
-            {
-                "case": record.get("case") or None,
-                "landmark": record["landmark"].strip(),
-                "x": _number(record["x"]),
-                "y": _number(record["y"]),
-                "z": _number(record["z"]),
-                "space": _space(record.get("space") or "LPS", path, f"line {line}: "),
-                "source": f"{path}:{line}",
-            }
-        )
-    return _frame(rows)
+    lines = np.arange(first_line, first_line + len(table))
+    if "space" in table.columns:
+        given = table["space"].str.strip().str.upper().replace("", "LPS")
+        space = given.map(_SPACES)
+        unknown = space.isna().to_numpy()
+        if unknown.any():
+            row = int(np.flatnonzero(unknown)[0])
+            raise LandmarkFileError(f"{path}: line {lines[row]}: unknown coordinate system {table['space'].iloc[row]!r}; "
+                                    "expected LPS, RAS or IJK/voxel")
+    else:
+        space = pd.Series("LPS", index=table.index)
+    case = table["case"].replace("", None) if "case" in table.columns else pd.Series(None, index=table.index, dtype=object)
+    frame = pd.DataFrame({
+        "case": case.to_numpy(dtype=object),
+        "landmark": table["landmark"].str.strip().to_numpy(dtype=object),
+        **{axis: pd.to_numeric(table[axis].str.strip(), errors="coerce").to_numpy(dtype=float) for axis in "xyz"},
+        "space": space.to_numpy(dtype=object),
+        "source": (f"{path}:" + pd.Series(lines).astype(str)).to_numpy(dtype=object),
+    })
+    return frame[COLUMNS]
 
 
 def _number(text: object) -> float:
@@ -121,28 +140,43 @@ def read_slicer_json(path: Path) -> pd.DataFrame:
     if not isinstance(markups, list):
         raise LandmarkFileError(f"{path}: no 'markups' list; not a 3D Slicer markups file")
     rows = []
-    for markup in markups:
+    for m, markup in enumerate(markups, start=1):
+        if not isinstance(markup, dict):
+            raise LandmarkFileError(f"{path}: markups[{m}] is {type(markup).__name__}, expected an object")
         # Slicer writes RAS when the key is absent in old files; current files always say.
         space = _space(markup.get("coordinateSystem", "RAS"), path)
         units = str(markup.get("coordinateUnits", "mm")).lower()
         if units != "mm":
             raise LandmarkFileError(f"{path}: coordinate units {units!r} are not supported; expected mm")
-        for number, point in enumerate(markup.get("controlPoints", []), start=1):
-            position = point.get("position") or [None, None, None]
-            if len(position) != 3:
+        points = markup.get("controlPoints", [])
+        if not isinstance(points, list):
+            raise LandmarkFileError(f"{path}: markups[{m}].controlPoints is {type(points).__name__}, expected a list")
+        for number, point in enumerate(points, start=1):
+            if not isinstance(point, dict):
+                raise LandmarkFileError(f"{path}: markups[{m}].controlPoints[{number}] is {type(point).__name__}, expected an object")
+            position = point.get("position")
+            if position is None:
                 position = [None, None, None]
+            if not isinstance(position, list) or len(position) != 3:
+                raise LandmarkFileError(f"{path}: point {number} ({point.get('label', '')!r}): position {position!r} "
+                                        "is not a list of three numbers")
             rows.append(
                 {
                     "case": None,
                     "landmark": str(point.get("label", "")).strip(),
-                    "x": position[0],
-                    "y": position[1],
-                    "z": position[2],
+                    "x": _coordinate(position[0]),
+                    "y": _coordinate(position[1]),
+                    "z": _coordinate(position[2]),
                     "space": space,
                     "source": f"{path}#point{number}",
                 }
             )
     return _frame(rows)
+
+
+def _coordinate(value: object) -> float:
+    """A number from JSON (NaN for anything else: reported per point by the manifest)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
 def read_fcsv(path: Path) -> pd.DataFrame:
@@ -191,22 +225,28 @@ def read_verse_json(path: Path) -> pd.DataFrame:
     """
     path = Path(path)
     document = _load_json(path)
-    if not isinstance(document, list) or not document or "direction" not in document[0]:
+    if not isinstance(document, list) or not document or not isinstance(document[0], dict) or "direction" not in document[0]:
         raise LandmarkFileError(f"{path}: expected a list starting with {{'direction': [...]}} (VerSe centroid file)")
-    codes = [str(c).upper() for c in document[0]["direction"]]
+    direction = document[0]["direction"]
+    codes = [str(c).upper() for c in direction] if isinstance(direction, list) else []
     if sorted(_AXIS_OF[c] for c in codes if c in _AXIS_OF) != [0, 1, 2] or len(codes) != 3:
         raise LandmarkFileError(f"{path}: unknown coordinate system direction {codes}; expected axis codes like P,I,R")
     rows = []
     for number, item in enumerate(document[1:], start=1):
+        if not isinstance(item, dict):
+            raise LandmarkFileError(f"{path}: item {number} is {type(item).__name__}, expected an object with label, X, Y, Z")
         label = item.get("label")
-        name = VERSE_LABELS.get(int(label)) if isinstance(label, (int, float)) else None
+        whole = isinstance(label, (int, float)) and not isinstance(label, bool) and np.isfinite(label) and label == int(label)
+        if not whole:
+            raise LandmarkFileError(f"{path}: item {number}: label {label!r} is not a whole number (a VerSe vertebra id)")
+        name = VERSE_LABELS.get(int(label))
         rows.append(
             {
                 "case": None,
-                "landmark": f"{name}_vertebra_centroid" if name else f"verse_label_{label}",
-                "x": item.get("X"),
-                "y": item.get("Y"),
-                "z": item.get("Z"),
+                "landmark": f"{name}_vertebra_centroid" if name else f"verse_label_{int(label)}",
+                "x": _coordinate(item.get("X")),
+                "y": _coordinate(item.get("Y")),
+                "z": _coordinate(item.get("Z")),
                 "space": "VERSE:" + "".join(codes),
                 "source": f"{path}#item{number}",
             }

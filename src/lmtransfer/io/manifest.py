@@ -23,7 +23,14 @@ from lmtransfer.io.landmarks import (
     landmarks_to_lps,
     read_landmarks,
 )
-from lmtransfer.io.volumes import VolumeReadError, case_id_from_path, find_volumes, read_geometry, read_volume
+from lmtransfer.io.volumes import (
+    DEFAULT_MAX_VOXELS,
+    VolumeReadError,
+    case_id_from_path,
+    find_volumes,
+    read_geometry,
+    read_volume,
+)
 
 MANIFEST_COLUMNS = [
     "case", "image_path", "spacing_i_mm", "spacing_j_mm", "spacing_k_mm", "size_i", "size_j", "size_k",
@@ -49,8 +56,8 @@ class IngestReport:
         return sum(r["severity"] == "error" for r in self.rows)
 
 
-def _probe_volume(path: Path, verify_voxels: bool) -> Geometry:
-    return Geometry.from_sitk(read_volume(path)) if verify_voxels else read_geometry(path)
+def _probe_volume(path: Path, verify_voxels: bool, max_voxels: int = DEFAULT_MAX_VOXELS) -> Geometry:
+    return Geometry.from_sitk(read_volume(path, max_voxels)) if verify_voxels else read_geometry(path, max_voxels)
 
 
 def collect_landmark_files(sources: list[Path]) -> list[Path]:
@@ -74,6 +81,7 @@ def build_manifest(
     verify_voxels: bool = True,
     workers: int = 1,
     progress: bool = True,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> tuple[pd.DataFrame, IngestReport]:
     """Read every volume's geometry and every landmark file; validate and join them by case.
 
@@ -83,6 +91,7 @@ def build_manifest(
             belong to the case named like the file (``case_007.mrk.json`` -> ``case_007``).
         verify_voxels: read every voxel (finds truncated files and NaNs) instead of headers only.
         workers: processes used to read volumes.
+        max_voxels: volumes declaring more voxels are refused from their header (an error row).
 
     Returns:
         The manifest (columns :data:`MANIFEST_COLUMNS`) and the report of problems.
@@ -93,7 +102,7 @@ def build_manifest(
         raise FileNotFoundError(f"{images_dir}: no volumes found (.nii.gz, .nii, .nrrd, .mha, .mhd or DICOM folders)")
     geometries: dict[str, tuple[Path, Geometry]] = {}
     results = _map(
-        _probe_volume, volume_paths, [verify_voxels] * len(volume_paths), workers=workers,
+        _probe_volume, volume_paths, [verify_voxels] * len(volume_paths), [max_voxels] * len(volume_paths), workers=workers,
         progress=progress, desc="reading volumes",
     )
     for path, result in zip(volume_paths, results):
@@ -106,18 +115,19 @@ def build_manifest(
             geometries[case] = (path, result)
 
     landmarks = _read_all_landmarks(collect_landmark_files(landmark_sources), report)
-    rows = []
+    parts = [pd.DataFrame(columns=MANIFEST_COLUMNS)]
     for case, group in landmarks.groupby("case", sort=True):
         if case not in geometries:
-            file_list = ", ".join(sorted({s.rsplit(':', 1)[0].split('#')[0] for s in group["source"]}))
+            file_list = ", ".join(sorted({s.rsplit(':', 1)[0].split('#')[0] for s in group["source"].unique()}))
             report.add("error", case, file_list, f"{len(group)} landmark(s) for a case with no readable image")
             continue
-        rows.extend(_validate_case(case, group, *geometries[case], report))
+        parts.append(_validate_case(case, group, *geometries[case], report))
     with_landmarks = set(landmarks["case"])
     for case, (path, _) in geometries.items():
         if case not in with_landmarks:
             report.add("warning", case, path, "image has no landmarks")
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values(["case", "landmark"], kind="stable")
+    manifest = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True).sort_values(["case", "landmark"], kind="stable")
+    manifest["in_image"] = manifest["in_image"].astype(bool)
     return manifest.reset_index(drop=True), report
 
 
@@ -158,6 +168,9 @@ def _read_all_landmarks(files: list[Path], report: IngestReport) -> pd.DataFrame
         except (LandmarkFileError, OSError) as exc:
             report.add("error", case_id_from_landmark_path(path), path, str(exc).removeprefix(f"{path}: "))
             continue
+        except Exception as exc:  # noqa: BLE001 - a reader gap must cost this file, never the whole ingest
+            report.add("error", case_id_from_landmark_path(path), path, f"unreadable landmark file ({type(exc).__name__}: {exc})")
+            continue
         if frame.empty:
             report.add("warning", case_id_from_landmark_path(path), path, "landmark file holds no points")
             continue
@@ -168,47 +181,57 @@ def _read_all_landmarks(files: list[Path], report: IngestReport) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True)
 
 
-def _validate_case(case: str, group: pd.DataFrame, image_path: Path, geometry: Geometry, report: IngestReport) -> list[dict]:
-    rows = []
-    first_source: dict[str, str] = {}
+MAX_ABS_COORDINATE_MM = 1e6  # a kilometre from the scanner's origin is a broken file, not a position
+
+
+def _validate_case(case: str, group: pd.DataFrame, image_path: Path, geometry: Geometry, report: IngestReport) -> pd.DataFrame:
+    """The usable landmarks of one case as manifest rows; every other one gets a report row. Vectorised:
+    a case with a million points costs seconds, not minutes."""
     group = group.reset_index(drop=True)
+    names = group["landmark"].fillna("").astype(str).to_numpy(dtype=object)
+    sources = group["source"].astype(str).to_numpy(dtype=object)
     coordinates = group[["x", "y", "z"]].to_numpy(dtype=float)
     finite = np.isfinite(coordinates).all(axis=1)
     points_lps = np.full_like(coordinates, np.nan)
     if finite.any():
-        points_lps[finite] = landmarks_to_lps(group[finite], geometry)
-    ijk = geometry.lps_to_index(points_lps)
-    inside = geometry.contains_index(ijk)
-    for index, record in group.iterrows():
-        name, source = record["landmark"], record["source"]
-        if not name:
-            report.add("error", case, source, "landmark without a name; not used")
-            continue
-        if not finite[index]:
-            report.add("error", case, source, f"landmark {name!r} has a missing or NaN coordinate; not used")
-            continue
-        if name in first_source:
-            report.add("error", case, source, f"duplicate landmark {name!r} (first given at {first_source[name]}); the first is kept")
-            continue
-        first_source[name] = source
-        if not inside[index]:
-            report.add(
-                "warning", case, source,
-                f"landmark {name!r} at LPS {np.round(points_lps[index], 1).tolist()} mm lies outside the image "
-                f"(voxel {np.round(ijk[index], 1).tolist()}, size {list(geometry.size_ijk)}); kept with in_image=False",
-            )
-        rows.append(
-            {
-                "case": case, "image_path": str(image_path),
-                "spacing_i_mm": geometry.spacing_mm[0], "spacing_j_mm": geometry.spacing_mm[1],
-                "spacing_k_mm": geometry.spacing_mm[2],
-                "size_i": geometry.size_ijk[0], "size_j": geometry.size_ijk[1], "size_k": geometry.size_ijk[2],
-                "orientation": geometry.orientation, "landmark": name,
-                "x_lps_mm": points_lps[index, 0], "y_lps_mm": points_lps[index, 1], "z_lps_mm": points_lps[index, 2],
-                "i": ijk[index, 0], "j": ijk[index, 1], "k": ijk[index, 2],
-                "in_image": bool(inside[index]), "source": source,
-            }
+        with np.errstate(over="ignore", invalid="ignore"):
+            points_lps[finite] = landmarks_to_lps(group[finite], geometry)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ijk = geometry.lps_to_index(points_lps)
+    representable = finite & np.isfinite(ijk).all(axis=1) & (np.abs(points_lps) <= MAX_ABS_COORDINATE_MM).all(axis=1)
+    inside = np.zeros(len(group), dtype=bool)
+    inside[representable] = geometry.contains_index(ijk[representable])
+    unnamed = names == ""
+    candidate = ~unnamed & representable
+    first = pd.Series(names).where(candidate).duplicated(keep="first").to_numpy() & candidate
+    keep = candidate & ~first
+
+    def problems(mask: np.ndarray, message) -> None:
+        for index in np.flatnonzero(mask):
+            report.add("error", case, sources[index], message(index))
+
+    problems(unnamed, lambda i: "landmark without a name; not used")
+    problems(~unnamed & ~finite, lambda i: f"landmark {names[i]!r} has a missing, NaN or infinite coordinate; not used")
+    problems(~unnamed & finite & ~representable,
+             lambda i: f"landmark {names[i]!r} has a coordinate beyond {MAX_ABS_COORDINATE_MM:g} mm "
+                       f"({coordinates[i].tolist()} as given); not used")
+    if first.any():
+        first_source = dict(zip(names[keep], sources[keep]))
+        problems(first, lambda i: f"duplicate landmark {names[i]!r} (first given at {first_source[names[i]]}); the first is kept")
+    for index in np.flatnonzero(keep & ~inside):
+        report.add(
+            "warning", case, sources[index],
+            f"landmark {names[index]!r} at LPS {np.round(points_lps[index], 1).tolist()} mm lies outside the image "
+            f"(voxel {np.round(ijk[index], 1).tolist()}, size {list(geometry.size_ijk)}); kept with in_image=False",
         )
+    rows = pd.DataFrame({
+        "case": case, "image_path": str(image_path),
+        "spacing_i_mm": geometry.spacing_mm[0], "spacing_j_mm": geometry.spacing_mm[1], "spacing_k_mm": geometry.spacing_mm[2],
+        "size_i": geometry.size_ijk[0], "size_j": geometry.size_ijk[1], "size_k": geometry.size_ijk[2],
+        "orientation": geometry.orientation, "landmark": names[keep],
+        "x_lps_mm": points_lps[keep, 0], "y_lps_mm": points_lps[keep, 1], "z_lps_mm": points_lps[keep, 2],
+        "i": ijk[keep, 0], "j": ijk[keep, 1], "k": ijk[keep, 2], "in_image": inside[keep], "source": sources[keep],
+    }, columns=MANIFEST_COLUMNS)
     return rows
 
 

@@ -41,17 +41,30 @@ def find_volumes(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and is_volume_path(p))
 
 
-def read_volume(path: Path) -> sitk.Image:
+DEFAULT_MAX_VOXELS = 800_000_000  # 1.6 GB as int16; a 512 x 512 x 2000 CT is 524 M voxels
+
+
+def read_volume(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> sitk.Image:
     """Read a volume file or a folder holding one DICOM series, with voxel data.
 
+    The header is checked before any voxel is allocated: more than ``max_voxels`` voxels, or a
+    file (or decompressed stream) shorter than its header declares, is an error. ITK's NIfTI
+    reader would otherwise fill the missing part with zeros without a word.
+
     Raises:
-        VolumeReadError: unreadable, not 3D, not scalar, several DICOM series in one folder,
-            or non-finite voxel values. The message names the path.
+        VolumeReadError: unreadable, not 3D, not scalar, too large, shorter than declared,
+            several DICOM series in one folder, or non-finite voxel values. The message names the path.
     """
     path = Path(path)
-    image = _guarded(path, lambda: _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path)))
-    if path.name.lower().endswith(".gz"):
-        _check_gzip_complete(path)
+    if path.is_dir():
+        image = _guarded(path, lambda: _read_dicom_series(path, max_voxels))
+    else:
+        read_geometry(path, max_voxels)
+        if path.name.lower().endswith(".nii.gz"):
+            _check_nifti_gzip(path)
+        elif path.name.lower().endswith(".gz"):
+            _check_gzip_complete(path)
+        image = _guarded(path, lambda: sitk.ReadImage(str(path)))
     _check_3d_scalar(path, image.GetDimension(), image.GetNumberOfComponentsPerPixel())
     array = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
@@ -61,24 +74,132 @@ def read_volume(path: Path) -> sitk.Image:
 
 
 def _check_gzip_complete(path: Path, chunk_bytes: int = 1 << 22) -> None:
-    """Raise if a gzip stream ends early: ITK's NIfTI reader fills a truncated file with zeros silently."""
+    """Raise if a gzip stream ends early or is corrupt."""
+    _gunzipped_length(path, chunk_bytes)
+
+
+def _gunzipped_length(path: Path, chunk_bytes: int = 1 << 22, head_bytes: int = 0) -> tuple[int, bytes]:
+    """Decompressed length of a gzip file and its first ``head_bytes``, streamed (nothing large in memory)."""
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    total, head = 0, b""
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_bytes):
             try:
-                decompressor.decompress(chunk, 0)
+                data = decompressor.decompress(chunk)
             except zlib.error as exc:
                 raise VolumeReadError(f"{path}: corrupt gzip data ({exc})") from exc
+            if len(head) < head_bytes:
+                head += data[: head_bytes - len(head)]
+            total += len(data)
             if decompressor.eof:
-                return
+                return total, head
     raise VolumeReadError(f"{path}: truncated file (the gzip stream ends before its end marker)")
 
 
-def read_geometry(path: Path) -> Geometry:
-    """Geometry of a volume from its header only (DICOM series are read whole)."""
+def _nifti_data_end(header: bytes) -> int | None:
+    """Byte offset where a NIfTI-1/2 file's voxel data ends (vox_offset + voxels x bitpix / 8), or None."""
+    import struct
+
+    if len(header) < 4:
+        return None
+    for endian in "<>":
+        size = struct.unpack(endian + "i", header[:4])[0]
+        if size == 348 and len(header) >= 348:
+            dim = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        elif size == 540 and len(header) >= 540:
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            dim = struct.unpack(endian + "8q", header[16:80])
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+        else:
+            continue
+        if not 1 <= dim[0] <= 7:
+            return None
+        voxels = int(np.prod([max(int(d), 1) for d in dim[1 : dim[0] + 1]], dtype=object))
+        return max(offset, size) + voxels * max(int(bitpix), 0) // 8
+    return None
+
+
+def _check_nifti_gzip(path: Path) -> None:
+    length, head = _gunzipped_length(path, head_bytes=540)
+    end = _nifti_data_end(head)
+    if end is not None and length < end:
+        raise VolumeReadError(
+            f"{path}: truncated volume: the header declares {end} bytes of NIfTI data, the decompressed file holds {length}"
+        )
+
+
+def _check_declared_length(path: Path, voxel_bytes: int) -> None:
+    """Uncompressed files: the bytes on disk must cover what the header declares (NIfTI exactly;
+    MetaImage and NRRD with raw data attached or in a detached file)."""
+    name = path.name.lower()
+    size = path.stat().st_size
+    if name.endswith(".nii"):
+        with open(path, "rb") as handle:
+            end = _nifti_data_end(handle.read(540))
+        if end is not None and size < end:
+            raise VolumeReadError(f"{path}: truncated volume: the header declares {end} bytes, the file holds {size}")
+        return
+    if not name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    data_file, header_end, compressed = _raw_data_file(path, head)
+    if compressed or data_file is False:
+        return
+    available = size - header_end if data_file is None else (data_file.stat().st_size if data_file.is_file() else 0)
+    if available < voxel_bytes:
+        where = "after its header" if data_file is None else f"in {data_file}"
+        raise VolumeReadError(
+            f"{path}: truncated volume: the header declares {voxel_bytes} bytes of voxel data, {available} are there {where}"
+        )
+
+
+def _raw_data_file(path: Path, head: bytes) -> tuple[Path | None | bool, int, bool]:
+    """Where the raw voxels of a MetaImage / NRRD file are: (None = attached after the header, a
+    path, or False when unknown), the header length in bytes, and whether the data are compressed."""
+    if path.name.lower().endswith((".mha", ".mhd")):
+        offset, compressed = 0, False
+        for line in head.split(b"\n"):
+            offset += len(line) + 1
+            key, _, value = line.decode("latin-1").partition("=")
+            key, value = key.strip().lower(), value.strip()
+            if key == "compresseddata":
+                compressed = value.lower() == "true"
+            elif key == "elementdatafile":
+                if value.upper() == "LOCAL":
+                    return None, offset, compressed
+                if value.upper().startswith("LIST") or "%" in value or " " in value:
+                    return False, offset, compressed
+                return path.parent / value, offset, compressed
+        return False, 0, compressed
+    end = head.find(b"\n\n")
+    if end < 0:
+        return False, 0, False
+    fields = {}
+    for line in head[:end].decode("latin-1").splitlines()[1:]:
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith("#"):
+            fields[key.strip().lower()] = value.lstrip("=").strip()
+    compressed = fields.get("encoding", "raw") != "raw"
+    detached = fields.get("data file") or fields.get("datafile")
+    if detached is None:
+        return None, end + 2, compressed
+    if detached.upper().startswith("LIST") or " " in detached:
+        return False, end + 2, compressed
+    return path.parent / detached, end + 2, compressed
+
+
+def read_geometry(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> Geometry:
+    """Geometry of a volume from its header only (DICOM series are read whole).
+
+    Also refuses volumes over ``max_voxels`` and uncompressed files shorter than their header
+    declares; a truncated compressed file is only found when its voxels are read (:func:`read_volume`).
+    """
     path = Path(path)
     if path.is_dir():
-        return Geometry.from_sitk(read_volume(path))
+        return Geometry.from_sitk(read_volume(path, max_voxels))
 
     def header() -> sitk.ImageFileReader:
         reader = sitk.ImageFileReader()
@@ -88,12 +209,25 @@ def read_geometry(path: Path) -> Geometry:
 
     reader = _guarded(path, header)
     _check_3d_scalar(path, reader.GetDimension(), reader.GetNumberOfComponents())
+    size = tuple(int(s) for s in reader.GetSize())
+    _check_voxel_count(path, size, max_voxels)
+    item = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).itemsize
+    _check_declared_length(path, int(np.prod(size, dtype=object)) * item)
     return Geometry(
-        size_ijk=tuple(int(s) for s in reader.GetSize()),
+        size_ijk=size,
         spacing_mm=tuple(float(s) for s in reader.GetSpacing()),
         origin_lps_mm=tuple(float(o) for o in reader.GetOrigin()),
         direction=np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3),
     )
+
+
+def _check_voxel_count(path: Path, size: tuple[int, ...], max_voxels: int) -> None:
+    voxels = int(np.prod(size, dtype=object))
+    if voxels > max_voxels:
+        raise VolumeReadError(
+            f"{path}: the header declares {' x '.join(map(str, size))} = {voxels:,} voxels, more than the limit of "
+            f"{max_voxels:,} (max_voxels); raise it if the volume is real"
+        )
 
 
 def _guarded(path: Path, read):
@@ -117,7 +251,7 @@ def _check_3d_scalar(path: Path, dimension: int, components: int) -> None:
         raise VolumeReadError(f"{path}: expected a scalar volume, got {components} components per voxel")
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def _read_dicom_series(folder: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> sitk.Image:
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         raise VolumeReadError(f"{folder}: no DICOM series found in the folder")
@@ -126,6 +260,10 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
             f"{folder}: {len(series_ids)} DICOM series in one folder; put each series in its own folder"
         )
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
+    first = sitk.ImageFileReader()
+    first.SetFileName(files[0])
+    first.ReadImageInformation()
+    _check_voxel_count(folder, (*first.GetSize()[:2], len(files)), max_voxels)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     image = reader.Execute()
