@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -599,12 +601,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     from lmtransfer.config import ConfigError
     from lmtransfer.io.volumes import VolumeReadError
     from lmtransfer.transfer.cifar import CifarSourceError
 
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # `kill` and DVC's cancel send SIGTERM: unwind like Ctrl-C, so runs are closed as KILLED
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.func(args) or 0)
     except (ConfigError, VolumeReadError, CifarSourceError, FileNotFoundError, ValueError, RuntimeError) as exc:

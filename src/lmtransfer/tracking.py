@@ -28,6 +28,29 @@ def setup_mlflow(experiment: str):
     return mlflow.create_experiment(experiment, artifact_location=(DEFAULT_ARTIFACTS / experiment).resolve().as_uri())
 
 
+def run_status(error: BaseException | None) -> str:
+    """MLflow's end state for a run that stopped with ``error``: FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED."""
+    if error is None:
+        return "FINISHED"
+    return "KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (``postgresql://user:***@host/db``), for logs and trackers."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if parts.password is None:
+        return text
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if user else f"***@{host}"))
+
+
 def git_commit() -> str:
     """HEAD commit, with ``-dirty`` when tracked files changed (``unknown`` outside a Git checkout)."""
     try:

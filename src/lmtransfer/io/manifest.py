@@ -7,7 +7,6 @@ report, with the file and the problem.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from lmtransfer.parallel import process_pool
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.landmarks import (
     LANDMARK_SUFFIXES,
@@ -144,7 +144,7 @@ def _map(function, *iterables, workers: int, progress: bool, desc: str) -> list:
     bar = tqdm(total=len(arguments), desc=desc, unit="case", disable=not progress)
     results = []
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             futures = [pool.submit(function, *args) for args in arguments]
             for future in futures:
                 try:

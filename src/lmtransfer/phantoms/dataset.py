@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from lmtransfer.parallel import process_pool
+
+
+def temp_path(final: Path) -> Path:
+    """Where ``final`` is written before an atomic rename: hidden, and private to this process, so a
+    restart never writes into the temporary file of a worker that is still going down."""
+    return final.with_name(f".tmp_{os.getpid()}_{final.name}")
+
+
+def remove_stale_temps(out_dir: Path) -> None:
+    """Temporary files of killed runs (they would change the folder's DVC hash)."""
+    for sub in ("images", "labels", "landmarks", "meta"):
+        for path in (Path(out_dir) / sub).glob(".tmp_*"):
+            path.unlink(missing_ok=True)
 
 
 def case_id(index: int) -> str:
@@ -48,9 +63,10 @@ def render_missing(render_and_write: Callable, cfg, out_dir: Path, n_cases: int,
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(n_cases) if not CasePaths.of(out_dir, case_id(i)).complete(fingerprint)]
     remove_extra_cases(out_dir, n_cases)
+    remove_stale_temps(out_dir)
     bar = tqdm(total=n_cases, initial=n_cases - len(todo), desc=desc, unit="case", disable=not progress)
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             for _ in pool.map(render_and_write, todo, [cfg] * len(todo), [out_dir] * len(todo)):
                 bar.update()
     else:

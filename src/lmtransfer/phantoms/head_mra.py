@@ -27,7 +27,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from lmtransfer.io.landmarks import write_slicer_json
-from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing
+from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing, temp_path
 from lmtransfer.phantoms.torso_ct import _smooth_noise
 from lmtransfer.phantoms.vessel_tree import Aneurysm, ArteryTree, TreeBuilder, place_aneurysms
 
@@ -213,7 +213,7 @@ def write_case(case: MRACase, out_dir: Path, fingerprint: str) -> CasePaths:
     for p in (paths.image, paths.labels, paths.landmarks, paths.meta):
         p.parent.mkdir(parents=True, exist_ok=True)
     for image, final in ((case.image, paths.image), (case.labels, paths.labels)):
-        tmp = final.with_name(f".tmp_{final.name}")
+        tmp = temp_path(final)
         sitk.WriteImage(image, str(tmp), useCompression=True)
         os.replace(tmp, final)
     names = [f"aneurysm_{k + 1}" for k in range(len(case.aneurysms))]
@@ -227,7 +227,7 @@ def write_case(case: MRACase, out_dir: Path, fingerprint: str) -> CasePaths:
         "sites": [{"kind": s.kind, "name": s.name, "point_lps_mm": np.round(s.point_lps_mm, 3).tolist(), "radius_mm": round(s.radius_mm, 3)}
                   for s in case.tree.sites],
     }
-    tmp = paths.meta.with_name(f".tmp_{paths.meta.name}")
+    tmp = temp_path(paths.meta)
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, paths.meta)
     return paths

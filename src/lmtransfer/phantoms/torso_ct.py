@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.landmarks import write_slicer_json
-from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing
+from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing, temp_path
 from lmtransfer.phantoms.shapes import BodyWarp, SmoothFunction1D, rotation
 from lmtransfer.phantoms.tissues import Tissue, hu_table
 from lmtransfer.phantoms.torso_anatomy import LANDMARKS, TorsoAnatomy, TorsoBuilder
@@ -230,8 +230,8 @@ def write_case(case: PhantomCase, out_dir: Path, fingerprint: str) -> CasePaths:
     paths = CasePaths.of(out_dir, case.case_id)
     for p in (paths.image, paths.labels, paths.landmarks, paths.meta):
         p.parent.mkdir(parents=True, exist_ok=True)
-    tmp_image = paths.image.with_name(f".tmp_{paths.image.name}")
-    tmp_labels = paths.labels.with_name(f".tmp_{paths.labels.name}")
+    tmp_image = temp_path(paths.image)
+    tmp_labels = temp_path(paths.labels)
     sitk.WriteImage(case.image, str(tmp_image), useCompression=True)
     sitk.WriteImage(case.labels, str(tmp_labels), useCompression=True)
     os.replace(tmp_image, paths.image)
@@ -240,7 +240,7 @@ def write_case(case: PhantomCase, out_dir: Path, fingerprint: str) -> CasePaths:
     write_slicer_json(paths.landmarks, visible, np.array([case.landmarks_lps_mm[n] for n in visible]).reshape(-1, 3))
     truth = {n: {"lps_mm": np.round(case.landmarks_lps_mm[n], 3).tolist(), "in_image": case.in_image[n]} for n in LANDMARKS}
     meta = {**case.meta, "fingerprint": fingerprint, "landmarks": truth}
-    tmp_meta = paths.meta.with_name(f".tmp_{paths.meta.name}")
+    tmp_meta = temp_path(paths.meta)
     tmp_meta.write_text(json.dumps(meta, indent=1))
     os.replace(tmp_meta, paths.meta)
     return paths

@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pandas as pd
 import torchio as tio
 from tqdm import tqdm
 
+from lmtransfer.parallel import process_pool
 from lmtransfer.io.coords import Geometry
 from lmtransfer.sampling.planes import PatchSpec
 from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler, background_points
@@ -118,7 +118,7 @@ def build_patch_cache(manifest: pd.DataFrame, manifest_hash: str, cfg: PatchCach
     if workers > 1 and len(args) > 1:
         # spawn, not fork: callers such as `lmtransfer tune` run threads (Optuna's heartbeat,
         # torch) whose locks a forked child would inherit held, and hang on
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with process_pool(workers, multiprocessing.get_context("spawn")) as pool:
             for _ in pool.map(_case_patches, *zip(*args)):
                 bar.update()
     else:

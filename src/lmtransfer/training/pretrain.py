@@ -109,6 +109,7 @@ def run_step(
 
     run = _start_run(name, n_landmarks, patch, cfg, order_seed, init_path, splits, tags) if track else None
     on_epoch = log_epoch if run else None
+    error: BaseException | None = None
     try:
         model, history = train_model(train, val, cfg, init, on_epoch=on_epoch)
         scores = predict(model, test.x, cfg.normaliser)
@@ -128,11 +129,16 @@ def run_step(
         if run:
             _finish_run(model, out_dir, summary, result, class_names, patch, cfg, test)
         return result
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         if run:
             import mlflow
 
-            mlflow.end_run()
+            from lmtransfer.tracking import run_status
+
+            mlflow.end_run(status=run_status(error))
 
 
 def _confusion(scores: np.ndarray, test: PatchSet) -> np.ndarray:

@@ -200,7 +200,7 @@ def log_to_mlflow(auc: dict, table, tests, metrics: dict, cfg: BoostConfig, out_
     import mlflow
     from mlflow.entities import Metric
 
-    from lmtransfer.tracking import git_commit, setup_mlflow
+    from lmtransfer.tracking import git_commit, run_status, setup_mlflow
 
     experiment_id = setup_mlflow(EXPERIMENT)
     client = mlflow.MlflowClient()
@@ -219,12 +219,16 @@ def log_to_mlflow(auc: dict, table, tests, metrics: dict, cfg: BoostConfig, out_
                                           tags={**common, "mlflow.parentRunId": parent.info.run_id, "source": name,
                                                 "repeat": str(r), "seed": str(cfg.seed + r)})
                 run_id = child.info.run_id
-                client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in {
-                    "source": name, "repeat": r, "split_seed": cfg.seed + r, "n_weak_learners": cfg.n_weak_learners,
-                    "algorithm": cfg.algorithm, **{f"split.{k}": v for k, v in split_rows[r].items()}}.items()])
-                points = [Metric("auc", float(v), now, step) for step, v in enumerate(curve, start=1) if np.isfinite(v)]
-                for start in range(0, len(points), 900):
-                    client.log_batch(run_id, metrics=points[start : start + 900])
+                try:
+                    client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in {
+                        "source": name, "repeat": r, "split_seed": cfg.seed + r, "n_weak_learners": cfg.n_weak_learners,
+                        "algorithm": cfg.algorithm, **{f"split.{k}": v for k, v in split_rows[r].items()}}.items()])
+                    points = [Metric("auc", float(v), now, step) for step, v in enumerate(curve, start=1) if np.isfinite(v)]
+                    for start in range(0, len(points), 900):
+                        client.log_batch(run_id, metrics=points[start : start + 900])
+                except BaseException as exc:
+                    client.set_terminated(run_id, run_status(exc))
+                    raise
                 client.set_terminated(run_id)
 
 

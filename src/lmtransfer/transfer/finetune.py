@@ -71,6 +71,7 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
         model = initial_model(source, lm_model, cifar_model, params.seed)
         progress(f"fine-tuning {source}: {len(fit)} training patches, {len(val)} validation, {len(test)} test")
         run = _start_run(source, params, cfg, tags) if params.track else None
+        error: BaseException | None = None
         try:
             on_epoch = log_epoch if run else None
             model, history = train_model(fit, val, cfg, model, on_epoch=on_epoch, progress=progress)
@@ -90,11 +91,16 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
 
                 mlflow.log_metrics({"test_auc": auc, "test_auc_lo": float(lo), "test_auc_hi": float(hi)})
             progress(f"  {source}: test AUC {auc:.3f} [{lo:.3f}, {hi:.3f}]")
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             if run:
                 import mlflow
 
-                mlflow.end_run()
+                from lmtransfer.tracking import run_status
+
+                mlflow.end_run(status=run_status(error))
     pd.DataFrame(rows).to_csv(out_dir / "finetune.csv", index=False, float_format="%.4f")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

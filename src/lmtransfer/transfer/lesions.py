@@ -13,7 +13,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
+from lmtransfer.parallel import process_pool
 from lmtransfer.io.coords import Geometry
 from lmtransfer.sampling.planes import PatchSpec
 from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler
@@ -237,7 +237,7 @@ def phantom_lesion_set(phantom_dir: Path, vessel_dir: Path, cfg: LesionPatchConf
     results = {}
     bar = tqdm(total=len(jobs), desc="lesion patches", unit="case", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with process_pool(workers, multiprocessing.get_context("spawn")) as pool:
             for case, x, rows in pool.map(_case_job, jobs):
                 results[case] = (x, rows)
                 bar.update()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
+
+from lmtransfer.parallel import process_pool
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def extract_dataset(images_dir: Path, out_dir: Path, cfg: VesselConfig, labels_d
         bar.update()
 
     if workers > 1 and len(args) > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with process_pool(workers, multiprocessing.get_context("spawn")) as pool:
             for row in pool.map(_extract_case, *zip(*args)):
                 record(row)
     else:

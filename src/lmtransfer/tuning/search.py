@@ -13,9 +13,9 @@ import fcntl
 import json
 import multiprocessing
 import os
+import socket
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -23,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, load_cache
+from lmtransfer.parallel import process_pool
+from lmtransfer.tracking import redact_url
+from lmtransfer.tracking import run_status as _run_status
 from lmtransfer.training.data import class_order, select
 from lmtransfer.training.train import TrainConfig, train_model
 
@@ -120,6 +123,7 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
     """Best validation top-1 of a short training run; reports each epoch and may be pruned."""
     import optuna
 
+    trial.set_user_attr("owner", process_owner())
     patch, train_cfg = suggest(trial, cfg, inputs.patch, inputs.train)
     train_cfg = replace(train_cfg, threads=inputs.threads)
     start = time.perf_counter()
@@ -129,6 +133,8 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
     train = select(patches, index, inputs.splits["train"], class_names, "all")
     val = select(patches, index, inputs.splits["val"], class_names, "clean")
     run = _TrialRun(inputs.mlflow_parent, trial, patch, train_cfg)
+    if run.run_id:
+        trial.set_user_attr("mlflow_run", run.run_id)
 
     def on_epoch(epoch: int, values: dict) -> None:
         run.log_epoch(epoch, values)
@@ -141,8 +147,8 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
     except optuna.TrialPruned:
         run.finish("PRUNED", time.perf_counter() - start)
         raise
-    except BaseException:
-        run.finish("FAILED", time.perf_counter() - start)
+    except BaseException as exc:
+        run.finish("FAILED", time.perf_counter() - start, status=_run_status(exc))
         raise
     best = float(history["val_top1"].max())
     trial.set_user_attr("seconds", time.perf_counter() - start)
@@ -176,14 +182,81 @@ class _TrialRun:
             for key, value in values.items():
                 self.client.log_metric(self.run_id, key, float(value), step=epoch)
 
-    def finish(self, state: str, seconds: float, best: float | None = None) -> None:
+    def finish(self, state: str, seconds: float, best: float | None = None, status: str | None = None) -> None:
         if not self.client:
             return
         self.client.set_tag(self.run_id, "state", state)
         self.client.log_metric(self.run_id, "trial_seconds", seconds)
         if best is not None:
             self.client.log_metric(self.run_id, "best_val_top1", best)
-        self.client.set_terminated(self.run_id, "FINISHED" if state != "FAILED" else "FAILED")
+        self.client.set_terminated(self.run_id, status or ("FINISHED" if state != "FAILED" else "FAILED"))
+
+
+def process_owner(pid: int | None = None) -> dict:
+    """Who runs a trial: host, process id and the process's start time (pids are reused)."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "pid": pid, "started": _process_started(pid)}
+
+
+def _process_started(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]  # field 22: start time in ticks
+    except (OSError, IndexError):
+        return None
+
+
+def _owner_is_gone(owner: dict | None) -> bool:
+    """True only when the owner ran on this machine and that process no longer exists."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return False  # another machine: Optuna's heartbeat decides
+    started = _process_started(int(owner["pid"]))
+    return started is None or (owner.get("started") is not None and started != owner["started"])
+
+
+def recover_dead_trials(study, track: bool = True) -> list[int]:
+    """Trials left RUNNING by a killed process of this machine are failed at once (not after the
+    heartbeat's grace period) and queued again with the same parameters; the MLflow runs of failed
+    trials that are still RUNNING are marked KILLED. Returns the numbers of the recovered trials."""
+    from optuna.trial import TrialState
+
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _owner_is_gone(trial.user_attrs.get("owner")):
+            if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                recovered.append(trial.number)
+    if track:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            run_id = trial.user_attrs.get("mlflow_run")
+            if run_id:
+                try:
+                    if client.get_run(run_id).info.status == "RUNNING":
+                        client.set_tag(run_id, "state", "KILLED")
+                        client.set_terminated(run_id, "KILLED")
+                except mlflow.exceptions.MlflowException:
+                    pass  # the tracking store was reset
+    return recovered
+
+
+def position_seeded_tpe(seed: int, **kwargs):
+    """A TPE sampler whose random draws for a trial depend only on ``seed`` and the trial's position
+    among the study's non-failed trials, so a study that was killed, recovered and resumed draws
+    exactly what an uninterrupted one would (Optuna's own seeding follows the process instead)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    class Sampler(optuna.samplers.TPESampler):
+        def before_trial(self, study, trial):
+            position = sum(t.number < trial.number and t.state != TrialState.FAIL for t in study.get_trials(deepcopy=False))
+            state = (seed * 1_000_003 + position) % 2**32
+            self._rng.rng.seed(state)
+            self._random_sampler._rng.rng.seed(state)
+            super().before_trial(study, trial)
+
+    return Sampler(seed=seed, **kwargs)
 
 
 def open_study(cfg: TuneConfig):
@@ -201,7 +274,7 @@ def open_study(cfg: TuneConfig):
                              engine_kwargs={"connect_args": {"timeout": 60}} if cfg.storage.startswith("sqlite") else None)
     return optuna.create_study(
         study_name=cfg.study_name, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(8, cfg.n_trials)),
+        sampler=position_seeded_tpe(cfg.seed, n_startup_trials=min(8, cfg.n_trials)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_epochs),
     )
 
@@ -212,10 +285,9 @@ def _worker(cfg: TuneConfig, inputs: TuneInputs, worker: int) -> int:
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # seeded by worker and by the trials already there, so a resumed study (and each parallel
-    # worker) draws new points instead of repeating the first run's random start
-    existing = len(open_study(cfg).get_trials(deepcopy=False))
-    study = open_study(replace(cfg, seed=cfg.seed + 1000 * worker + existing))
+    # draws depend on the seed, the worker and the trial's position in the study, so a resumed
+    # study continues where it stopped and parallel workers do not repeat each other
+    study = open_study(replace(cfg, seed=cfg.seed + 1000 * worker))
     done = MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
     study.optimize(lambda trial: objective(trial, cfg, inputs), timeout=cfg.timeout_s, callbacks=[done, _print_trial],
                    catch=(ValueError,))
@@ -239,18 +311,28 @@ def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, track: bool
     """Run (or resume) the study with ``workers`` processes until ``n_trials`` trials have finished
     or ``timeout_s`` passed; write the reports; return the summary."""
     study = open_study(cfg)
+    recovered = recover_dead_trials(study, track)
+    if recovered:
+        print(f"trial(s) {recovered} were left running by a killed process: failed and queued again")
     already = finished(study)
-    print(f"study {cfg.study_name!r} at {cfg.storage}: {already} of {cfg.n_trials} trials finished before this run")
+    print(f"study {cfg.study_name!r} at {redact_url(cfg.storage)}: {already} of {cfg.n_trials} trials finished before this run")
     parent = _parent_run(study, cfg, inputs) if track else None
     threads = max(1, (os.cpu_count() or 1) // workers)
     inputs = replace(inputs, threads=threads, mlflow_parent=parent)
     start = time.perf_counter()
-    if already < cfg.n_trials:
-        if workers == 1:
-            _worker(cfg, inputs, 0)
-        else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                list(pool.map(_worker, [cfg] * workers, [inputs] * workers, range(workers)))
+    try:
+        if already < cfg.n_trials:
+            if workers == 1:
+                _worker(cfg, inputs, 0)
+            else:
+                with process_pool(workers, multiprocessing.get_context("spawn")) as pool:
+                    list(pool.map(_worker, [cfg] * workers, [inputs] * workers, range(workers)))
+    except BaseException as exc:
+        if parent:
+            import mlflow
+
+            mlflow.MlflowClient().set_terminated(parent, _run_status(exc))
+        raise
     study = open_study(cfg)
     summary = write_reports(study, cfg.reports)
     summary["wall_seconds_this_run"] = round(time.perf_counter() - start, 1)
@@ -341,23 +423,24 @@ def _parent_run(study, cfg: TuneConfig, inputs: TuneInputs) -> str:
     same run and a new study of the same name gets a new one."""
     import mlflow
 
-    from lmtransfer.tracking import git_commit, setup_mlflow
+    from lmtransfer.tracking import git_commit, redact_url, setup_mlflow
 
     experiment_id = setup_mlflow(EXPERIMENT)
     client = mlflow.MlflowClient()
     known = study.user_attrs.get("mlflow_parent_run")
     if known:
         try:
-            client.get_run(known)
+            if client.get_run(known).info.status != "RUNNING":
+                client.update_run(known, status="RUNNING")  # resumed after an interruption
             return known
         except mlflow.exceptions.MlflowException:
             pass  # the tracking store was reset: start a new parent run
     run = client.create_run(experiment_id, run_name=f"study-{cfg.study_name}",
-                            tags={"optuna_study": cfg.study_name, "optuna_storage": cfg.storage, "git_commit": git_commit(),
+                            tags={"optuna_study": cfg.study_name, "optuna_storage": redact_url(cfg.storage), "git_commit": git_commit(),
                                   "seed": str(cfg.seed), "data.manifest_sha256": file_hash(inputs.manifest),
                                   "data.splits_sha256": _splits_hash(inputs.splits)})
     for key, value in asdict(cfg).items():
-        client.log_param(run.info.run_id, f"tune.{key}", value)
+        client.log_param(run.info.run_id, f"tune.{key}", redact_url(value) if key == "storage" else value)
     study.set_user_attr("mlflow_parent_run", run.info.run_id)
     return run.info.run_id
 
