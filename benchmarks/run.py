@@ -7,6 +7,8 @@
 - training: mini-VGG training and inference patches/s, threads and widths (bench_training.py).
 - detection: seconds per volume of `lmtransfer detect` at two grid sizes and two body sizes,
   one vs two threads (bench_detection.py).
+- memory: peak memory of `detect` against the volume's size (in place vs a float32 copy) and of
+  ingesting a 1,000,000-row landmark CSV (bench_memory.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_detection  # noqa: E402
+import bench_memory  # noqa: E402
 import bench_sampler  # noqa: E402
 import bench_training  # noqa: E402
 
@@ -68,3 +71,5 @@ if __name__ == "__main__":
     bench_training.main()
     print()
     bench_detection.main()
+    print()
+    bench_memory.main()

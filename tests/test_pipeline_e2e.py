@@ -1,9 +1,7 @@
 """End to end on a tiny configuration: the CLI jobs, resuming, and `dvc repro` in a scratch copy of the project."""
 
 import json
-import os
-import shutil
-import subprocess
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import validate_markups
+from scratch import Project
 from lmtransfer.cli import main
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -69,41 +68,8 @@ def test_cli_reports_bad_params(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_dvc_repro_in_a_scratch_project(tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("dvc.yaml", "pyproject.toml"):
-        shutil.copy(ROOT / name, project / name)
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (project / "data").mkdir()
-    shutil.copy(ROOT / "data" / ".gitignore", project / "data" / ".gitignore")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    # every stage of the real dvc.yaml, on a configuration small enough for CI
-    params["phantom_ct"].update(TINY, n_cases=5, fov_cut_probability=0.0)
-    params["ingest"]["workers"] = 1
-    params["patches"].update(background_per_case=16, augmented_copies=1, workers=1)
-    params["pretrain"].update(width=8, depth=2, feature_dim=32, max_epochs=1, epoch_patches=256, threads=1)
-    params["tune"].update(n_trials=2, landmarks=10, max_epochs=1, epoch_patches=128, fov_mm_choices=[32.0], depth_choices=[2],
-                          width_choices=[4])
-    params["phantom_mra"].update(n_cases=8, spacing_inplane_mm=1.0, slice_mm_choices=[1.2], workers=1, preview_cases=[0])
-    params["vessels"]["workers"] = 1
-    params["lesion"].update(negatives_per_case=12, positive_copies=2, workers=1)
-    params["cifar"].update(source=str(SHARED_DATA / "cifar10_subset.npz"), max_epochs=1, threads=1)
-    params["transfer"].update(train_cases=5, test_cases=3, repeats=2, n_weak_learners=20, bootstrap=100, threads=1)
-    params["finetune"].update(max_epochs=1, epoch_patches=128, threads=1)
-    params["detect"].update(coarse_step_mm=16.0, refine_steps_mm=[4.0], candidates=1, threads=1, max_cases=1)
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    dvc = [sys.executable, "-m", "dvc"]
-
-    def run(*cmd):
-        done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-        return done
-
-    run("git", "init", "-q")
-    run(*dvc, "init", "-q")
-    run(*dvc, "config", "core.analytics", "false")
+    scratch = Project(tmp_path / "project")
+    project, run, dvc = scratch.folder, scratch.run, scratch.dvc
     first = run(*dvc, "repro")
     for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct",
                   "phantom_mra", "vessels", "lesion_patches", "cifar_pretrain", "transfer", "finetune", "detect_eval"):
@@ -140,7 +106,8 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
 
     # the search writes its best setting into params.yaml, and DVC sees which stages it touches
     tuned = run(sys.executable, "-m", "lmtransfer.cli", "tune")
-    assert "2 complete" in tuned.stdout or "pruned" in tuned.stdout
+    counts = re.search(r"trials: (\d+) \((\d+) complete, (\d+) pruned, (\d+) failed\)", tuned.stdout)
+    assert counts and int(counts[1]) == 2 and int(counts[2]) + int(counts[3]) == 2, tuned.stdout
     best = json.loads((project / "reports" / "tune" / "best.json").read_text())
     written = yaml.safe_load((project / "params.yaml").read_text())
     assert written["pretrain"]["lr"] == pytest.approx(best["params"]["lr"], rel=1e-5)

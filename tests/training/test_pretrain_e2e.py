@@ -4,6 +4,7 @@ import json
 
 import mlflow
 import pytest
+import torch
 
 from lmtransfer.io.manifest import build_manifest
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig, generate_dataset
@@ -28,6 +29,14 @@ def test_expansion_steps_are_tracked(tmp_path, monkeypatch):
                      tags={"data_hash": "hash"})
     second = run_step("lm20", 20, cache, splits, patch, cfg, 0, tmp_path / "reports" / "lm20", tmp_path / "models" / "lm20.pt",
                       init_path=tmp_path / "models" / "lm10.pt")
+    # the expansion step again, same seed: the same weights to the last bit (the widened classifier
+    # rows come from a seeded generator, not from whatever the global RNG holds)
+    torch.manual_seed(12345)
+    run_step("lm20", 20, cache, splits, patch, cfg, 0, tmp_path / "again", tmp_path / "models" / "lm20_again.pt",
+             init_path=tmp_path / "models" / "lm10.pt", track=False)
+    once, twice = load_checkpoint(tmp_path / "models" / "lm20.pt")[0], load_checkpoint(tmp_path / "models" / "lm20_again.pt")[0]
+    for key, value in once.state_dict().items():
+        assert torch.equal(value, twice.state_dict()[key]), key
     for result, n in ((first, 10), (second, 20)):
         metrics = json.loads((tmp_path / "reports" / result.name / "metrics.json").read_text())
         assert metrics["classes"] == n + 1 and 0.0 <= metrics["test_top1"] <= 1.0

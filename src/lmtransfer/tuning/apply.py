@@ -6,6 +6,7 @@ exactly what the search changed and ``dvc repro`` re-runs the stages that depend
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def set_values(path: Path, updates: dict[str, object]) -> dict[str, tuple[object
             raise KeyError(f"{path}: no key {key!r} in section {section!r}")
     text = "".join(lines)
     yaml.safe_load(text)  # still valid YAML
-    path.write_text(text)
+    temporary = path.with_name(f".tmp_{os.getpid()}_{path.name}")
+    temporary.write_text(text)
+    os.replace(temporary, path)  # atomic: a kill leaves the old file or the new one, never half of it
     return changes
 
 
