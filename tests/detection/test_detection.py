@@ -231,7 +231,8 @@ def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
                                   shape_model=tmp_path / "shape.json")
     metrics = run.run_detect_eval(params, progress=False)
     assert metrics["cases"] == 2 and metrics["detection_rate"] == 1.0 and metrics["false_detections"] == 0
-    assert metrics["p90_error_mm"] < 2.0 and metrics["seconds_per_volume"] > 0
+    assert metrics["p90_error_mm"] < 2.0 and metrics["seconds_per_volume"] > 0 and metrics["volumes_timed"] == 2
+    assert "seconds_per_volume" not in json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert set(metrics["worst_five"]) == {"bright", "dark"}
     assert made[0].names == ["bright", "dark"] and (tmp_path / "shape.json").is_file()  # fitted on the training cases
     report = tmp_path / "report"
@@ -243,7 +244,7 @@ def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
     kept = (report / "detections" / "c1.csv").stat().st_mtime_ns
     (report / "detections" / "c2.csv").unlink()
     again = run.run_detect_eval(params, progress=False)
-    timing = ("seconds_per_volume", "seconds_per_volume_max")
+    timing = ("seconds_per_volume", "seconds_per_volume_max", "volumes_timed")
     assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in metrics.items() if k not in timing}
     assert (report / "detections" / "c1.csv").stat().st_mtime_ns == kept
     # another setting: every case is redone

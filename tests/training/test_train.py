@@ -28,7 +28,8 @@ def test_training_learns_and_is_deterministic():
     model, history = train_model(train, val, cfg, progress=None)
     assert history["val_top1"].max() > 0.95
     again, history2 = train_model(train, val, cfg, progress=None)
-    pd.testing.assert_frame_equal(history.drop(columns="patches_per_second"), history2.drop(columns="patches_per_second"))
+    assert "patches_per_second" not in history  # timing is logged, never part of the result
+    pd.testing.assert_frame_equal(history, history2)
     scores = predict(model, val.x, cfg.normaliser)
     np.testing.assert_allclose(scores.sum(axis=1), 1, atol=1e-5)
 

@@ -86,15 +86,19 @@ def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict 
 
     scored, seconds = [], []
     for case in tqdm(cases, desc="detect_eval", unit="case", disable=not progress):
-        table, info = _detect_case(detector, case, images[case], folder, progress)
-        seconds.append(info["seconds"])
+        table, elapsed = _detect_case(detector, case, images[case], folder, progress)
         scored.append(score_case(case, table, truth[truth["case"] == case]))
+        if elapsed is not None:
+            seconds.append(elapsed)
         if progress:
-            tqdm.write(f"{case}: {info['seconds']:.1f} s, {int(table['found'].sum())}/{len(table)} kinds found")
+            took = f"{elapsed:.1f} s" if elapsed is not None else "kept from an earlier run"
+            tqdm.write(f"{case}: {took}, {int(table['found'].sum())}/{len(table)} kinds found")
     scored = pd.concat(scored, ignore_index=True)
     metrics, per_landmark = summarise(scored, params.hit_radius_mm)
-    metrics.update({"seconds_per_volume": round(float(np.mean(seconds)), 2), "seconds_per_volume_max": round(float(np.max(seconds)), 2),
-                    "landmark_kinds": len(detector.landmarks), "min_probability": params.detect.min_probability})
+    metrics.update({"landmark_kinds": len(detector.landmarks), "min_probability": params.detect.min_probability})
+    # times go to the tracker and the console, not into the DVC outputs: those stay the same bytes run after run
+    timing = {"seconds_per_volume": round(float(np.mean(seconds)), 2), "seconds_per_volume_max": round(float(np.max(seconds)), 2),
+              "volumes_timed": len(seconds)} if seconds else {}
     worst = per_landmark.dropna(subset=["median_error_mm"]).head(5)
     metrics["worst_five"] = {r.landmark: round(float(r.median_error_mm), 1) for r in worst.itertuples()}
 
@@ -107,8 +111,8 @@ def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict 
     overlay(sitk.ReadImage(str(images[shown])), scored[scored["case"] == shown], truth[truth["case"] == shown],
             artifacts / f"overlay_{shown}.png")
     if params.track:
-        _track(params, metrics, out, tags or {})
-    return metrics
+        _track(params, {**metrics, **timing}, out, tags or {})
+    return {**metrics, **timing}
 
 
 def fit_shape_model(manifest_path: Path, train_cases: list[str], out_path: Path) -> ShapeModel:
@@ -120,16 +124,17 @@ def fit_shape_model(manifest_path: Path, train_cases: list[str], out_path: Path)
     return shape
 
 
-def _detect_case(detector: LandmarkDetector, case: str, image: Path, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]:
+def _detect_case(detector: LandmarkDetector, case: str, image: Path, folder: Path, progress: bool) -> tuple[pd.DataFrame, float | None]:
+    """The case's detections and the seconds they took (None: kept from an earlier, interrupted run)."""
     csv_path, info_path = folder / f"{case}.csv", folder / f"{case}.json"
     if csv_path.exists() and info_path.exists():
-        return read_detections(csv_path), json.loads(info_path.read_text())
+        return read_detections(csv_path), None
     result = detector.detect_file(image, progress=progress)
     write_detections(result, folder / f"{case}.mrk.json", folder / f"{case}.csv.tmp")
-    info = {"seconds": round(result.seconds, 3), "patches": result.patches_scored, "voxels": result.volume_voxels, "image": str(image)}
+    info = {"patches": result.patches_scored, "voxels": result.volume_voxels, "image": str(image)}
     info_path.write_text(json.dumps(info) + "\n")
     (folder / f"{case}.csv.tmp").replace(csv_path)  # last: a case counts as done only when complete
-    return result.table, info
+    return result.table, result.seconds
 
 
 def _detections_folder(params: DetectEvalParams) -> Path:

@@ -124,7 +124,7 @@ def run_step(
             "test_balanced_accuracy": summary["balanced_accuracy"], "test_top1_landmarks_only": summary.get("top1_landmarks_only"),
             "landmark_called_background": summary.get("landmark_called_background"),
             "background_called_landmark": summary.get("background_called_landmark"),
-            "val_top1": result.val_top1, "epochs": result.epochs, "seconds": round(result.seconds, 1),
+            "val_top1": result.val_top1, "epochs": result.epochs,
         }, indent=2) + "\n")
         if run:
             _finish_run(model, out_dir, summary, result, class_names, patch, cfg, test)

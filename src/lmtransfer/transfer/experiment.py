@@ -124,16 +124,17 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
                              f"{lesions.info.get('source', 'lesions')}: {split_rows[0]['train_cases']} training / "
                              f"{split_rows[0]['test_cases']} test cases, {cfg.repeats} splits")
     plot_roc(pd.DataFrame(roc_rows), out_dir / "artifacts" / "roc_curves.png")
-    metrics = summary_metrics(table, tests, list(models), n, split_rows, lesions, time.perf_counter() - start)
+    metrics = summary_metrics(table, tests, list(models), n, split_rows, lesions)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    seconds = time.perf_counter() - start  # for the tracker and the console, not the DVC outputs
     if track:
-        log_to_mlflow(auc, table, tests, metrics, cfg, out_dir, lesions, split_rows, tags or {})
-    progress(f"figure: {figure}")
+        log_to_mlflow(auc, table, tests, {**metrics, "seconds": seconds}, cfg, out_dir, lesions, split_rows, tags or {})
+    progress(f"figure: {figure} ({seconds:.0f} s)")
     return metrics
 
 
-def summary_metrics(table, tests, names, n, split_rows, lesions, seconds) -> dict:
-    metrics: dict = {"dataset": lesions.info.get("source", "?"), "weak_learners_max": n, "seconds": round(seconds, 1),
+def summary_metrics(table, tests, names, n, split_rows, lesions) -> dict:
+    metrics: dict = {"dataset": lesions.info.get("source", "?"), "weak_learners_max": n,
                      "train_cases": split_rows[0]["train_cases"], "test_cases": split_rows[0]["test_cases"],
                      "test_lesion_patches": split_rows[0]["test_lesion_patches"], "test_patches": split_rows[0]["test_patches"]}
     for size in sorted({s for s in (1, 5, 10, 50, n) if s <= n}):

@@ -80,8 +80,7 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
             boot = weighted_auc(scores, test.y, weights)
             lo, hi = np.nanpercentile(boot, [2.5, 97.5])
             row = {"source": source, "test_auc": auc, "test_auc_lo": float(lo), "test_auc_hi": float(hi),
-                   "epochs": int(len(history)), "best_val_top1": float(history["val_top1"].max()),
-                   "seconds": round(time.perf_counter() - start, 1)}
+                   "epochs": int(len(history)), "best_val_top1": float(history["val_top1"].max())}
             rows.append(row)
             history.to_csv(out_dir / f"history_{source}.csv", index=False, float_format="%.5f")
             metrics[f"{source}_test_auc"] = round(auc, 4)
@@ -89,8 +88,9 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
             if run:
                 import mlflow
 
-                mlflow.log_metrics({"test_auc": auc, "test_auc_lo": float(lo), "test_auc_hi": float(hi)})
-            progress(f"  {source}: test AUC {auc:.3f} [{lo:.3f}, {hi:.3f}]")
+                mlflow.log_metrics({"test_auc": auc, "test_auc_lo": float(lo), "test_auc_hi": float(hi),
+                                    "seconds": time.perf_counter() - start})
+            progress(f"  {source}: test AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] ({time.perf_counter() - start:.0f} s)")
         except BaseException as exc:
             error = exc
             raise
