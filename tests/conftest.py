@@ -42,6 +42,17 @@ DIRECTIONS = {
 }
 
 
+class PicklePayload:
+    """Unpickling this creates the file ``target``: the harmless stand-in for a shell command in a
+    doctored checkpoint or pickle. A reader that runs no code leaves ``target`` absent."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

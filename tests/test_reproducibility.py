@@ -73,7 +73,7 @@ def test_killed_search_recovers_its_trial_at_once(reference, tmp_path):
     project = Project(tmp_path / "tune")
     project.run(*project.dvc, "repro", "patches")
 
-    def second_trial_running(root):
+    def second_trial_training(root):  # running, with its MLflow run open
         import sqlite3
 
         db = root / "optuna" / "tune.db"
@@ -81,15 +81,17 @@ def test_killed_search_recovers_its_trial_at_once(reference, tmp_path):
             return False
         try:
             with sqlite3.connect(db, timeout=1) as con:
-                return con.execute("select count(*) from trials where number = 1 and state = 'RUNNING'").fetchone()[0] == 1
+                return con.execute(
+                    "select count(*) from trials t join trial_user_attributes a on a.trial_id = t.trial_id "
+                    "where t.number = 1 and t.state = 'RUNNING' and a.key = 'mlflow_run'").fetchone()[0] == 1
         except sqlite3.Error:
             return False
 
-    project.kill_when((*project.lmtransfer, "tune", "--dry-run"), second_trial_running)
+    project.kill_when((*project.lmtransfer, "tune", "--dry-run"), second_trial_training)
     rerun = project.run(*project.lmtransfer, "tune", "--dry-run")
     assert "left running by a killed process" in rerun.stdout
     pd.testing.assert_frame_equal(_trials(project), _trials(reference))
     mlflow.set_tracking_uri(f"sqlite:///{project.folder / 'mlruns' / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["landmark-tuning"])
     assert "RUNNING" not in set(runs["status"])
-    assert "KILLED" in set(runs["status"])
+    assert sorted(runs["status"]) == ["FINISHED"] * 3 + ["KILLED"]  # the study, two trials, the killed one

@@ -3,21 +3,12 @@
 import pytest
 import torch
 
+from conftest import PicklePayload
 from lmtransfer.cli import main
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.sampling.cache import PatchCacheConfig
 from lmtransfer.training.pretrain import CheckpointError, load_checkpoint, save_checkpoint
 from lmtransfer.training.train import TrainConfig
-
-
-class _Payload:
-    """Unpickling this creates a file: the harmless stand-in for a shell command in a doctored `.pt`."""
-
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
 
 
 def test_round_trip(tmp_path):
@@ -33,7 +24,7 @@ def test_malicious_checkpoint_runs_no_code(tmp_path):
     target = tmp_path / "written_by_payload"
     evil = tmp_path / "evil.pt"
     model = MiniVGG(2, depth=2, width=8, feature_dim=16)
-    torch.save({"state_dict": model.state_dict(), "card": {"config": model.config, "x": _Payload(target)}}, evil)
+    torch.save({"state_dict": model.state_dict(), "card": {"config": model.config, "x": PicklePayload(target)}}, evil)
     with pytest.raises(CheckpointError, match="evil.pt"):
         load_checkpoint(evil)
     assert not target.exists()
@@ -41,7 +32,7 @@ def test_malicious_checkpoint_runs_no_code(tmp_path):
 
 def test_cli_refuses_a_malicious_model(tmp_path, capsys):
     target = tmp_path / "written_by_payload"
-    torch.save(_Payload(target), tmp_path / "evil.pt")
+    torch.save(PicklePayload(target), tmp_path / "evil.pt")
     volume = tmp_path / "missing_is_fine.nii.gz"
     assert main(["detect", str(volume), "--model", str(tmp_path / "evil.pt"), "--quiet"]) == 2
     assert "evil.pt" in capsys.readouterr().err

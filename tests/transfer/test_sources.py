@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from conftest import PicklePayload
 from lmtransfer.transfer.cifar import ENV_VAR, CifarConfig, CifarSourceError, load_cifar10, read_cifar10
 from lmtransfer.transfer.datasets import luna_lesion_set, medmnist_lesion_set
 from lmtransfer.transfer.lesions import LesionPatchConfig
@@ -44,16 +45,6 @@ def test_cifar_official_folder_and_archive(tmp_path):
     assert np.array_equal(read_cifar10(archive).x_train, read_cifar10(folder).x_train)
 
 
-class _Payload:
-    """Unpickling this would create a file: what a doctored download could do with a shell command."""
-
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
 def test_cifar_batches_of_every_pickle_protocol(tmp_path):
     folder = _official_folder(tmp_path / "raw")
     with open(folder / "test_batch", "wb") as handle:
@@ -65,7 +56,7 @@ def test_cifar_batch_cannot_run_code(tmp_path):
     folder = _official_folder(tmp_path / "raw")
     target = tmp_path / "written_by_payload"
     batch = _batch(4, 0)
-    batch[b"labels"] = _Payload(target)
+    batch[b"labels"] = PicklePayload(target)
     with open(folder / "data_batch_3", "wb") as handle:
         pickle.dump(batch, handle)
     with pytest.raises(CifarSourceError, match="data_batch_3") as error:

@@ -46,10 +46,12 @@ def test_study_runs_resumes_and_tracks(tmp_path, monkeypatch):
     assert (tmp_path / "reports" / "val_top1_fov_by_depth.png").stat().st_size > 5000
 
     # a later call, with two worker processes, resumes the same study: finished trials are kept and
-    # only the missing ones run (both workers may start one before the count is reached)
+    # only the missing ones run; a trial the second worker starts once the cap is taken is cancelled
     second = run_study(replace(cfg, n_trials=4), inputs, workers=2)
     study = optuna.load_study(study_name=cfg.study_name, storage=cfg.storage)
     assert 4 <= second["trials"] == len(study.trials) <= 5
+    assert second["complete"] + second["pruned"] == 4  # no overshoot
+    assert all(t.user_attrs.get("cancelled") for t in study.trials if t.state.name == "FAIL")
     assert [t.state.name for t in study.trials[:3]] == trials.sort_values("trial")["state"].tolist()  # kept as they were
     assert all(t.params != study.trials[0].params for t in study.trials[3:])  # resumed workers draw new points
 
@@ -58,7 +60,8 @@ def test_study_runs_resumes_and_tracks(tmp_path, monkeypatch):
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "optuna_study" in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(parents) == 1 and len(children) == len(study.trials)  # the resumed study keeps its parent run
+    ran = [t for t in study.trials if not t.user_attrs.get("cancelled")]
+    assert len(parents) == 1 and len(children) == len(ran)  # the resumed study keeps its parent run; cancelled trials have none
     assert {r.data.tags["state"] for r in children} <= {"COMPLETE", "PRUNED"}
     assert "data.manifest_sha256" in parents[0].data.tags and "best_val_top1" in parents[0].data.metrics
     assert len(client.get_metric_history(children[0].info.run_id, "val_top1")) >= 1

@@ -22,6 +22,7 @@ import torch
 import torchio as tio
 
 from lmtransfer.io.coords import Geometry
+from lmtransfer.io.volumes import VolumeReadError, read_geometry
 from lmtransfer.sampling.planes import AIR_HU
 from lmtransfer.transfer.lesions import INDEX_COLUMNS, LesionPatchConfig, LesionSet, cut_patches, window
 
@@ -113,8 +114,11 @@ def luna_lesion_set(folder: Path, candidates_csv: Path, cfg: LesionPatchConfig, 
             warnings.warn(f"{candidates_csv}: series {uid} has no volume in {folder}; skipped", stacklevel=2)
             continue
         try:
+            read_geometry(path)  # the header first: refuses short files and absurd sizes before any allocation
             image = tio.ScalarImage(path)
             image.load()
+        except VolumeReadError as exc:
+            raise ValueError(str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - re-raised with the file named
             raise ValueError(f"{path}: cannot read volume ({exc})") from exc
         geometry = Geometry.from_ras_affine(image.affine, image.spatial_shape)

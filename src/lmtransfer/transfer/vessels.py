@@ -129,10 +129,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg: VesselConfig) -> dict:
     import SimpleITK as sitk
 
-    try:
-        image = sitk.ReadImage(str(image_path))
-    except RuntimeError as exc:
-        raise RuntimeError(f"{image_path}: cannot read volume ({exc})") from exc
+    from lmtransfer.io.volumes import read_volume
+
+    image = read_volume(Path(image_path))  # header checked first; errors name the file
     try:
         mask, info = extract_vessels(sitk.GetArrayFromImage(image), image.GetSpacing(), cfg)
     except ValueError as exc:

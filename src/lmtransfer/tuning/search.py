@@ -68,6 +68,23 @@ class TuneConfig:
             raise ValueError("tune.n_trials and tune.max_epochs must be at least 1")
 
 
+class BudgetReached(ValueError):
+    """Parallel workers: the trial would exceed ``n_trials``; it ends as FAIL, marked ``cancelled``."""
+
+
+def _budget_taken(trial, n_trials: int) -> bool:
+    """True when ``n_trials`` trials numbered before this one are finished or running, so a second
+    worker that started a trial at the same moment as the last one does not overshoot the cap."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    earlier = sum(t.number < trial.number for t in trial.study.get_trials(deepcopy=False, states=states))
+    if earlier >= n_trials:
+        trial.set_user_attr("cancelled", True)
+        return True
+    return False
+
+
 @dataclass(frozen=True)
 class TuneInputs:
     """What every trial reads: the manifest, the case split, and the base settings it varies."""
@@ -123,6 +140,9 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
     """Best validation top-1 of a short training run; reports each epoch and may be pruned."""
     import optuna
 
+    if _budget_taken(trial, cfg.n_trials):
+        trial.study.stop()
+        raise BudgetReached(f"trial {trial.number} not run: {cfg.n_trials} trials are finished or running")
     trial.set_user_attr("owner", process_owner())
     patch, train_cfg = suggest(trial, cfg, inputs.patch, inputs.train)
     train_cfg = replace(train_cfg, threads=inputs.threads)
@@ -228,6 +248,9 @@ def recover_dead_trials(study, track: bool = True) -> list[int]:
     if track:
         import mlflow
 
+        from lmtransfer.tracking import setup_mlflow
+
+        setup_mlflow(EXPERIMENT)  # the project's store, not MLflow's default
         client = mlflow.MlflowClient()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             run_id = trial.user_attrs.get("mlflow_run")
@@ -294,10 +317,14 @@ def _worker(cfg: TuneConfig, inputs: TuneInputs, worker: int) -> int:
     return worker
 
 
+def _state_name(trial) -> str:
+    return "CANCELLED" if trial.user_attrs.get("cancelled") else trial.state.name
+
+
 def _print_trial(study, trial) -> None:
     value = f"{trial.value:.4f}" if trial.value is not None else "-"
     seconds = trial.user_attrs.get("seconds")
-    print(f"  trial {trial.number:3d} {trial.state.name:8s} val top-1 {value}  {trial.params}"
+    print(f"  trial {trial.number:3d} {_state_name(trial):9s} val top-1 {value}  {trial.params}"
           + (f"  {seconds:.0f} s" if seconds else ""), flush=True)
 
 
@@ -345,7 +372,7 @@ def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, track: bool
 def trials_table(study) -> pd.DataFrame:
     rows = []
     for t in study.get_trials(deepcopy=False):
-        rows.append({"trial": t.number, "state": t.state.name, "val_top1": t.value, **t.params,
+        rows.append({"trial": t.number, "state": _state_name(t), "val_top1": t.value, **t.params,
                      "epochs": len(t.intermediate_values), "seconds": t.user_attrs.get("seconds")})
     return pd.DataFrame(rows)
 
@@ -372,7 +399,7 @@ def write_reports(study, out_dir: Path) -> dict:
     table = heat_map_table(trials) if not trials.empty else pd.DataFrame()
     states = trials["state"].value_counts() if len(trials) else pd.Series(dtype=int)
     summary = {"trials": int(len(trials)), "complete": int(states.get("COMPLETE", 0)), "pruned": int(states.get("PRUNED", 0)),
-               "failed": int(states.get("FAIL", 0))}
+               "failed": int(states.get("FAIL", 0)), "cancelled": int(states.get("CANCELLED", 0))}
     if table.empty:
         return summary
     table.to_csv(out_dir / "val_top1_fov_by_depth.csv", float_format="%.4f")
