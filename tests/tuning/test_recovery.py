@@ -14,7 +14,9 @@ from lmtransfer.tuning.search import TuneConfig, TuneInputs, open_study, process
 @pytest.fixture
 def tracked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # an earlier test may have pointed MLflow elsewhere
     return tmp_path
 
 

@@ -13,7 +13,6 @@ Ground truth per case: ``labels`` (0 air, 1 scalp fat, 2 skull, 3 CSF, 4 brain, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,8 +27,9 @@ from scipy.spatial import cKDTree
 
 from lmtransfer.io.landmarks import write_slicer_json
 from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing, temp_path
-from lmtransfer.phantoms.torso_ct import _smooth_noise
+from lmtransfer.phantoms.noise import smooth_noise
 from lmtransfer.phantoms.vessel_tree import Aneurysm, ArteryTree, TreeBuilder, place_aneurysms
+from lmtransfer.provenance import source_digest
 
 FORMAT_VERSION = 1
 LABELS = {"air": 0, "scalp_fat": 1, "skull": 2, "csf": 3, "brain": 4, "vessel": 5, "aneurysm": 6}
@@ -56,10 +56,8 @@ class PhantomMRAConfig:
     def fingerprint(self) -> str:
         fields = asdict(self)
         fields.pop("n_cases")
-        digest = hashlib.sha256()
-        for name in ("head_mra.py", "vessel_tree.py", "shapes.py"):
-            digest.update((Path(__file__).parent / name).read_bytes())
-        return json.dumps({**fields, "format": FORMAT_VERSION, "code": digest.hexdigest()[:16]}, sort_keys=True)
+        code = source_digest(__name__)  # this module and all lmtransfer code it imports
+        return json.dumps({**fields, "format": FORMAT_VERSION, "code": code}, sort_keys=True)
 
 
 @dataclass
@@ -97,7 +95,7 @@ def render_case(index: int, cfg: PhantomMRAConfig) -> MRACase:
     del tissue, blood
     sp = spacing[::-1]
     signal = ndimage.gaussian_filter(signal, sigma=0.35 / sp * spacing.min(), truncate=2.5)
-    coil = 1.0 + 0.12 * _smooth_noise(rng, signal.shape, 40.0 / sp, step=(4, 8, 8))
+    coil = 1.0 + 0.12 * smooth_noise(rng, signal.shape, 40.0 / sp, step=(4, 8, 8))
     signal *= coil
     sigma = float(rng.uniform(*cfg.noise_range))
     real = signal + rng.normal(0, sigma, signal.shape).astype(np.float32)
@@ -141,8 +139,8 @@ def _head(axes, spacing, rng, scale) -> tuple[np.ndarray, np.ndarray]:
     labels[depth >= fat_mm + skull_mm] = LABELS["csf"]
     labels[depth >= fat_mm + skull_mm + csf_mm] = LABELS["brain"]
     sp = spacing[::-1]
-    fine = _smooth_noise(rng, depth.shape, 1.0 / sp)
-    gyri = _smooth_noise(rng, depth.shape, 4.0 / sp, step=(2, 4, 4))
+    fine = smooth_noise(rng, depth.shape, 1.0 / sp)
+    gyri = smooth_noise(rng, depth.shape, 4.0 / sp, step=(2, 4, 4))
     base = np.array([0.0, 420.0, 35.0, 70.0, 0.0], dtype=np.float32)[np.minimum(labels, 4)]
     brain = labels == LABELS["brain"]
     # grey/white pattern: the stationary tissue is suppressed, white matter a little brighter

@@ -8,7 +8,6 @@ quantum noise. Cases are deterministic functions of ``(seed, case index)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -23,9 +22,11 @@ from scipy import ndimage
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.landmarks import write_slicer_json
 from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing, temp_path
+from lmtransfer.phantoms.noise import smooth_noise
 from lmtransfer.phantoms.shapes import BodyWarp, SmoothFunction1D, rotation
 from lmtransfer.phantoms.tissues import Tissue, hu_table
 from lmtransfer.phantoms.torso_anatomy import LANDMARKS, TorsoAnatomy, TorsoBuilder
+from lmtransfer.provenance import source_digest
 
 FORMAT_VERSION = 1
 
@@ -50,16 +51,10 @@ class PhantomCTConfig:
         fields = asdict(self)
         fields.pop("n_cases")
         fields["format"] = FORMAT_VERSION
-        fields["code"] = _source_digest()
+        fields["code"] = source_digest(__name__)  # this module and all lmtransfer code it imports
         return json.dumps(fields, sort_keys=True)
 
 
-def _source_digest() -> str:
-    """Hash of the phantom's source: a code change invalidates cases written before it."""
-    digest = hashlib.sha256()
-    for name in ("torso_ct.py", "torso_anatomy.py", "shapes.py", "tissues.py"):
-        digest.update((Path(__file__).parent / name).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -82,31 +77,6 @@ def _sample_warp(rng: np.random.Generator, anatomy: TorsoAnatomy, cfg: PhantomCT
         centre=centre, rot=tilt, bend_x=f(cfg.warp_mm), bend_y=f(cfg.warp_mm), scale_x=f(0.03), scale_y=f(0.03),
         lift_x=f(cfg.warp_mm * 0.6), lift_y=f(cfg.warp_mm * 0.6),
     )
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox, step: tuple[int, ...] = (1, 1, 1)) -> np.ndarray:
-    """Gaussian random field with unit variance; generated on a grid ``step`` times coarser, then upsampled."""
-    coarse_shape = tuple(s if k == 1 else max(int(np.ceil(s / k)) + 1, 2) for s, k in zip(shape, step))
-    field_ = rng.standard_normal(coarse_shape, dtype=np.float32)
-    field_ = ndimage.gaussian_filter(field_, np.asarray(sigma_vox) / np.asarray(step), mode="wrap", truncate=3.0)
-    if step != (1, 1, 1):
-        field_ = _upsample_linear(field_, shape, step)
-    field_ -= field_.mean()
-    field_ /= field_.std() + 1e-6
-    return field_
-
-
-def _upsample_linear(coarse: np.ndarray, shape: tuple[int, ...], step: tuple[int, ...]) -> np.ndarray:
-    """Separable linear interpolation, one axis at a time (the full-size pass runs last, once)."""
-    out = coarse
-    for axis in (2, 1, 0):
-        if step[axis] == 1:
-            continue
-        position = np.arange(shape[axis], dtype=np.float32) / step[axis]
-        lower = np.minimum(position.astype(np.int64), out.shape[axis] - 2)
-        weight = (position - lower).reshape([-1 if a == axis else 1 for a in range(3)])
-        out = np.take(out, lower, axis=axis) * (1 - weight) + np.take(out, lower + 1, axis=axis) * weight
-    return out.astype(np.float32, copy=False)
 
 
 def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:
@@ -191,14 +161,14 @@ def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.ra
     bone_density = rng.uniform(0.7, 1.2)
     means[Tissue.CANCELLOUS_BONE] *= bone_density
     means[Tissue.CORTICAL_BONE] *= 0.85 + 0.15 * bone_density
-    fine = _smooth_noise(rng, shape, 0.9 / sp)
-    coarse = _smooth_noise(rng, shape, 5.0 / sp, step=(2, 4, 4))
+    fine = smooth_noise(rng, shape, 0.9 / sp)
+    coarse = smooth_noise(rng, shape, 5.0 / sp, step=(2, 4, 4))
     texture = 0.75 * fine + 0.65 * coarse
     hu = means[labels] + textures[labels] * texture
 
     abdomen = labels == Tissue.ABDOMEN
-    loops = _smooth_noise(rng, shape, 7.0 / sp, step=(2, 4, 4))
-    gas = _smooth_noise(rng, shape, 6.0 / sp, step=(2, 4, 4))
+    loops = smooth_noise(rng, shape, 7.0 / sp, step=(2, 4, 4))
+    gas = smooth_noise(rng, shape, 6.0 / sp, step=(2, 4, 4))
     bowel = abdomen & (loops > -0.1)
     wall = abdomen & (np.abs(loops + 0.1) < 0.12)
     hu[bowel] = means[Tissue.BOWEL] + 15.0 * texture[bowel]
@@ -207,8 +177,8 @@ def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.ra
     del loops, gas, bowel, wall, abdomen
 
     lung = labels == Tissue.LUNG
-    v1 = _smooth_noise(rng, shape, 3.0 / sp, step=(1, 2, 2))
-    v2 = _smooth_noise(rng, shape, 3.0 / sp, step=(1, 2, 2))
+    v1 = smooth_noise(rng, shape, 3.0 / sp, step=(1, 2, 2))
+    v2 = smooth_noise(rng, shape, 3.0 / sp, step=(1, 2, 2))
     vessels = lung & (np.abs(v1) < 0.17) & (np.abs(v2) < 0.17)
     hu[vessels] += 780.0 + 40.0 * texture[vessels]
     del v1, v2, vessels, lung
