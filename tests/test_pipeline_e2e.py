@@ -114,3 +114,13 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     assert written["patches"]["fov_mm"] == 32.0 and written["pretrain"]["width"] == 4
     status = run(*dvc, "status")
     assert "pretrain_20:" in status.stdout and "patches:" in status.stdout and "phantom_ct:" not in status.stdout
+
+
+def test_debug_flag_keeps_the_traceback(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  images: " + str(tmp_path / "nowhere") + "\n")
+    assert main(["ingest", "--params", str(params), "--quiet"]) == 2
+    plain = capsys.readouterr().err
+    assert "nowhere" in plain and "Traceback" not in plain
+    assert main(["--debug", "ingest", "--params", str(params), "--quiet"]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
+import traceback
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -394,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Each subcommand is one pipeline job; settings come from params.yaml, options override them.",
     )
     parser.add_argument("--version", action="version", version=f"lmtransfer {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the full traceback too (also: LMTRANSFER_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -617,7 +620,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, VolumeReadError, CifarSourceError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        if args.debug or os.environ.get("LMTRANSFER_DEBUG"):
+            traceback.print_exc()
         print(f"lmtransfer {args.command}: error: {exc}", file=sys.stderr)
+        if not isinstance(exc, (ConfigError, VolumeReadError, CifarSourceError, FileNotFoundError)):
+            print(f"lmtransfer {args.command}: (`lmtransfer --debug {args.command} ...` shows where it came from)", file=sys.stderr)
         return 2
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -155,34 +155,74 @@ class Params:
 
 
 def _build(cls, values: dict[str, Any], where: str):
+    """``cls(**values)`` after checking every key against the dataclass: known, of its declared type
+    (elements of lists too), in range. Errors name the file, the section and the key."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    kwargs = {}
-    for name, value in values.items():
-        default = getattr(cls(), name)
-        if isinstance(default, Path):
-            value = Path(value)
-        elif isinstance(default, tuple):
-            items = value if isinstance(value, (list, tuple)) else [value]
-            value = tuple(Path(v) if default and isinstance(default[0], Path) else v for v in items)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}.{name}: expected true or false, got {value!r}")
-        elif isinstance(default, (int, float)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(f"{where}.{name}: expected a number, got {value!r}")
-            if isinstance(default, float):
-                value = float(value)
-            elif value != int(value):
-                raise ConfigError(f"{where}.{name}: expected a whole number, got {value!r}")
-            else:
-                value = int(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+    hints = get_type_hints(cls)
+    kwargs = {name: _check_range(name, _coerce(value, hints[name], f"{where}.{name}"), f"{where}.{name}")
+              for name, value in values.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # the dataclass's own cross-field checks
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as the declared type ``hint`` (bool, int, float, str, Path, tuples of them)."""
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if hint is int and value != int(value):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, (str, Path)) or not str(value):
+            raise ConfigError(f"{where}: expected a path, got {value!r}")
+        return Path(value)
+    if get_origin(hint) is tuple:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            element_hints = [args[0]] * len(items)
+        else:
+            if len(items) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(items)} ({value!r})")
+            element_hints = list(args)
+        return tuple(_coerce(item, h, f"{where}[{i}]") for i, (item, h) in enumerate(zip(items, element_hints)))
+    return value
+
+
+# Ranges by key name: counts are at least 1; lengths, angles, rates and seeds are not negative;
+# probabilities and fractions lie in [0, 1].
+_AT_LEAST_ONE = {"workers", "threads", "batch_size", "n_cases", "max_epochs", "repeats", "n_trials", "max_voxels",
+                 "epoch_patches", "pixels", "candidates", "landmarks", "bootstrap", "n_weak_learners"}
+
+
+def _check_range(name: str, value: Any, where: str) -> Any:
+    numbers = [v for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if name in _AT_LEAST_ONE and any(v < 1 for v in numbers):
+        raise ConfigError(f"{where}: must be at least 1, got {value!r}")
+    # a tuple of lengths may be a position interval (``slab_mm: [-36, 40]``): only lists of choices or steps are checked
+    length_like = not isinstance(value, tuple) or "choices" in name or "steps" in name
+    if length_like and (name.endswith(("_mm", "_deg", "_s", "_seed")) or "_mm_" in name
+                        or name in {"lr", "weight_decay", "seed", "patience", "dropout"}) and any(v < 0 for v in numbers):
+        raise ConfigError(f"{where}: must not be negative, got {value!r}")
+    if ("probability" in name or "fraction" in name) and name != "fractions" and any(not 0 <= v <= 1 for v in numbers):
+        raise ConfigError(f"{where}: must lie in [0, 1], got {value!r}")
+    return value
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:

@@ -1,0 +1,58 @@
+"""params.yaml is checked once, at loading: types (list elements too), strings, ranges; errors name file and key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmtransfer.config import ConfigError, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_project_params_load():
+    params = load_params(ROOT / "params.yaml")
+    assert params.phantom_ct.phantom.slice_mm_choices == (2.0, 2.5, 3.0)
+    assert params.ingest.landmarks == (Path("data/phantom_ct/landmarks"),)
+    assert params.tune.study_name == "lm-cnn-search"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("phantom_ct:\n  slice_mm_choices: [thin]\n", "phantom_ct.slice_mm_choices[0]: expected a number, got 'thin'"),
+    ("tune:\n  study_name: 7\n", "tune.study_name: expected a string, got 7"),
+    ("tune:\n  depth_choices: [2, 2.5]\n", "tune.depth_choices[1]: expected a whole number, got 2.5"),
+    ("phantom_ct:\n  noise_hu_range: [8]\n", "phantom_ct.noise_hu_range: expected 2 values, got 1"),
+    ("ingest:\n  landmarks: [7]\n", "ingest.landmarks[0]: expected a path, got 7"),
+    ("ingest:\n  strict: yes please\n", "ingest.strict: expected true or false"),
+    ("ingest:\n  workers: 0\n", "ingest.workers: must be at least 1, got 0"),
+    ("patches:\n  fov_mm: -48\n", "patches.fov_mm: must not be negative"),
+    ("phantom_ct:\n  fov_cut_probability: 1.5\n", "phantom_ct.fov_cut_probability: must lie in [0, 1]"),
+    ("pretrain:\n  lr: -0.1\n", "pretrain.lr: must not be negative"),
+    ("detect:\n  refine_steps_mm: [4, -1]\n", "detect.refine_steps_mm: must not be negative"),
+    ("detect:\n  min_probability: 2\n", "detect.min_probability: must lie in [0, 1]"),
+    ("tune:\n  lr_range: [0.1, 0.01]\n", "tune: tune.lr_range: expected [low, high]"),
+])
+def test_bad_values_are_named(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_params(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_unknown_keys_and_sections(tmp_path):
+    with pytest.raises(ConfigError, match=r"phantom_ct: unknown key\(s\) \['n_case'\]"):
+        load_params(_write(tmp_path, "phantom_ct:\n  n_case: 3\n"))
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) \['phantoms'\]"):
+        load_params(_write(tmp_path, "phantoms: {}\n"))
+
+
+def test_intervals_may_be_negative(tmp_path):
+    """A position interval in mm is not a length: ``slab_mm`` spans both sides of its centre."""
+    params = load_params(_write(tmp_path, yaml.safe_dump({"phantom_mra": {"slab_mm": [-30.0, 30.0]}})))
+    assert params.phantom_mra.phantom.slab_mm == (-30.0, 30.0)
