@@ -1,0 +1,41 @@
+"""`lmtransfer detect` on a volume file."""
+
+from __future__ import annotations
+
+import SimpleITK as sitk
+
+from conftest import validate_markups
+from lmtransfer.detection.run import read_detections
+from toy_detection import toy_ct, _tiny_checkpoint
+
+
+def test_cli_detect_writes_markups_and_csv(tmp_path, capsys):
+    from lmtransfer.cli import main
+
+    volume = tmp_path / "toy.nrrd"
+    sitk.WriteImage(toy_ct(), str(volume))
+    model = _tiny_checkpoint(tmp_path / "tiny.pt")
+    out = tmp_path / "out" / "toy.mrk.json"
+    assert main(["detect", str(volume), "--model", str(model), "--out", str(out), "--min-probability", "0",
+                 "--params", str(tmp_path / "none.yaml")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 of 2 landmark kinds found" in printed and "no landmark shape model" in printed
+    listed = [line.split()[0] for line in printed.splitlines() if line.startswith("  ")]
+    table = read_detections(tmp_path / "out" / "toy.csv")
+    assert listed == table.sort_values("z_lps_mm", ascending=False)["landmark"].tolist()  # head to feet
+    assert len(validate_markups(out)["markups"][0]["controlPoints"]) == 2
+    assert read_detections(tmp_path / "out" / "toy.csv")["landmark"].tolist() == ["carina", "heart_apex"]
+
+
+def test_cli_detect_names_a_corrupt_volume(tmp_path, capsys):
+    from lmtransfer.cli import main
+
+    good = tmp_path / "good.nii.gz"
+    sitk.WriteImage(toy_ct(), str(good))
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(good.read_bytes()[:5000])
+    model = _tiny_checkpoint(tmp_path / "tiny.pt")
+    assert main(["detect", str(bad), "--model", str(model), "--params", str(tmp_path / "none.yaml"), "--quiet"]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.mrk.json"))
+

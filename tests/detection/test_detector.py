@@ -1,0 +1,86 @@
+"""The coarse-to-fine search on a toy CT with a stand-in network, its helpers and its inference copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from lmtransfer.detection.detector import DetectConfig, LandmarkDetector, _best_per_owner, _neighbour_offsets, _separated_top
+from lmtransfer.detection.shape import ShapeModel
+from lmtransfer.io.coords import Geometry
+from toy_detection import BLOBS_LPS, toy_ct, CentreIntensityNet, CARD
+
+
+def test_search_helpers():
+    assert len(_neighbour_offsets()) == 26 and not (_neighbour_offsets() == 0).all(1).any()
+    points = np.array([[0.0, 0, 0], [1.0, 0, 0], [30.0, 0, 0], [60.0, 0, 0]])
+    assert _separated_top(points, np.array([0.9, 0.8, 0.7, 0.1]), 2, 16.0) == [0, 2]
+    keep = _best_per_owner(np.array([1, 0, 1, 0]), np.array([0.2, 0.5, 0.7, 0.1]))
+    assert keep.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("direction", [np.diag([1.0, -1.0, 1.0]), np.array([[0.0, 0, 1], [1, 0, 0], [0, 1, 0]])])
+def test_detector_finds_known_blobs_and_reports_the_absent_kind(direction):
+    image = toy_ct(direction=direction)
+    detector = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(coarse_step_mm=8.0, threads=1, batch_size=100))
+    result = detector.detect(sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image), progress=False)
+    table = result.table.set_index("landmark")
+    assert list(table.index) == ["bright", "dark", "absent"]
+    for name, centre in BLOBS_LPS.items():
+        assert table.loc[name, "found"] and table.loc[name, "probability"] > 0.9
+        assert np.linalg.norm(table.loc[name, ["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy(float) - centre) <= 1.8
+    assert not table.loc["absent", "found"] and np.isnan(table.loc["absent", "x_lps_mm"])
+    assert result.patches_scored > 0 and result.seconds > 0
+
+
+def test_detector_refuses_a_model_without_background(tmp_path):
+    from lmtransfer.models.mini_vgg import MiniVGG
+    from lmtransfer.training.pretrain import model_card
+    from lmtransfer.sampling.cache import PatchCacheConfig
+    from lmtransfer.training.train import TrainConfig
+
+    model = MiniVGG(2, depth=1, width=4, convs_per_block=1, in_channels=3, input_pixels=8, feature_dim=8)
+    torch.save({"state_dict": model.state_dict(), "card": model_card(model, ["a", "b"], PatchCacheConfig(), TrainConfig())}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="no background class"):
+        LandmarkDetector.from_checkpoint(tmp_path / "m.pt")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        LandmarkDetector.from_checkpoint(tmp_path / "missing.pt")
+
+
+def test_inference_copy_of_the_cnn_gives_the_same_probabilities():
+    from lmtransfer.models.mini_vgg import MiniVGG
+
+    torch.manual_seed(0)
+    model = MiniVGG(5, depth=2, width=8, input_pixels=16, feature_dim=16)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    card = {"class_names": ["a", "b", "c", "d", "background"], "patch": {"fov_mm": 24.0, "pixels": 16},
+            "normalisation": {"hu_window": [-1000.0, 1000.0]}}
+    fast = LandmarkDetector(model, card).model
+    x = torch.randn(7, 3, 16, 16)
+    with torch.inference_mode():
+        assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), model.eval()(x), atol=1e-4)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the caller's model is left as it was
+
+
+def test_detector_drops_detections_the_shape_model_contradicts():
+    image = toy_ct()
+    truth = pd.DataFrame([{"case": f"k{i}", "landmark": name, "x_lps_mm": xyz[0] + i, "y_lps_mm": xyz[1], "z_lps_mm": xyz[2], "in_image": True}
+                          for i in range(6) for name, xyz in BLOBS_LPS.items()])
+    volume, geometry = sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image)
+    agreeing = ShapeModel.fit(truth, ["bright", "dark"])
+    result = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1), agreeing).detect(volume, geometry, progress=False)
+    assert result.table["found"].tolist() == [True, True, False]
+    assert (result.table["inconsistency"].iloc[:2] < 1).all()
+    # a model that puts "dark" 60 mm higher: now the two cannot both be right, neither is trusted
+    far = truth.assign(z_lps_mm=np.where(truth["landmark"] == "dark", truth["z_lps_mm"] + 60, truth["z_lps_mm"]))
+    result = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1), ShapeModel.fit(far, ["bright", "dark"])).detect(
+        volume, geometry, progress=False)
+    assert not result.table["found"].any()
+
