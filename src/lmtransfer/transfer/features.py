@@ -29,7 +29,10 @@ def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], se
                 raise FileNotFoundError(f"{path}: {name} model not found; run `dvc repro` (its stage) first")
             models[name] = load_checkpoint(Path(path))[0]
     if "random" in sources:
+        # the control has the architecture of the networks it controls for, asked for or not
         reference = next(iter(models.values()), None)
+        if reference is None and Path(lm_model).exists():
+            reference = load_checkpoint(Path(lm_model))[0]
         config = dict(reference.config) if reference is not None else {"n_classes": 2}
         models["random"] = random_cnn(config, 1000 + seed)  # a seed no pre-training run uses
     return {name: models[name] for name in sources}

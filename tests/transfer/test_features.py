@@ -1,0 +1,50 @@
+"""Frozen features: which extractors load, the random control is seeded, batches do not change the numbers."""
+
+import numpy as np
+import pytest
+import torch
+
+from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.sampling.cache import PatchCacheConfig
+from lmtransfer.training.pretrain import save_checkpoint
+from lmtransfer.training.train import TrainConfig
+from lmtransfer.transfer.features import extract_features, load_sources
+
+
+@pytest.fixture
+def lm_model(tmp_path):
+    torch.manual_seed(0)
+    model = MiniVGG(3, depth=2, width=4, feature_dim=16)
+    save_checkpoint(tmp_path / "lm.pt", model, ["a", "b", "background"], PatchCacheConfig(), TrainConfig())
+    return tmp_path / "lm.pt"
+
+
+def test_sources_in_the_order_asked_with_a_seeded_random_control(lm_model, tmp_path):
+    models = load_sources(lm_model, tmp_path / "unused.pt", ("random", "lm"), seed=0)
+    assert list(models) == ["random", "lm"]
+    assert models["random"].config == models["lm"].config  # same architecture, no pre-training
+    again = load_sources(lm_model, tmp_path / "unused.pt", ("random",), seed=0)["random"]
+    other = load_sources(lm_model, tmp_path / "unused.pt", ("random",), seed=1)["random"]
+    assert torch.equal(again.classifier.weight, models["random"].classifier.weight)
+    assert not torch.equal(other.classifier.weight, models["random"].classifier.weight)
+    assert not torch.equal(models["random"].classifier.weight, models["lm"].classifier.weight)
+
+
+def test_unknown_or_missing_sources_are_named(lm_model, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown feature sources \['imagenet'\]"):
+        load_sources(lm_model, lm_model, ("lm", "imagenet"), 0)
+    with pytest.raises(FileNotFoundError, match="nowhere.pt: cifar model not found"):
+        load_sources(lm_model, tmp_path / "nowhere.pt", ("cifar",), 0)
+
+
+def test_features_do_not_depend_on_the_batch_size(lm_model, tmp_path):
+    model = load_sources(lm_model, lm_model, ("lm",), 0)["lm"]
+    x = np.random.default_rng(0).uniform(-1, 1, (7, 3, 32, 32)).astype(np.float32)
+    whole = extract_features(model, x, threads=1)
+    assert whole.shape == (7, 16) and whole.dtype == np.float32
+    np.testing.assert_allclose(extract_features(model, x, batch_size=3, threads=1), whole, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.eval().features(torch.from_numpy(x)).numpy(), whole, rtol=1e-5, atol=1e-6)
+    x[2, 0, 5, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite features"):
+        extract_features(model, x, threads=1)
