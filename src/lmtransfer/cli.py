@@ -263,8 +263,7 @@ def cmd_lesion_patches(args) -> int:
 
 
 def cmd_cifar_pretrain(args) -> int:
-    import torch
-
+    from lmtransfer.models.checkpoint import ModelCard, save_checkpoint
     from lmtransfer.transfer.cifar import LABEL_NAMES, load_cifar10, pretrain_cifar
 
     params = _params(args)
@@ -277,10 +276,10 @@ def cmd_cifar_pretrain(args) -> int:
     model, history, test_top1 = pretrain_cifar(data, architecture, stage.cifar)
     model_path = Path(args.model or stage.model)
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    card = {"architecture": "mini-VGG", "config": model.config, "class_names": LABEL_NAMES[: model.config["n_classes"]],
-            "pretraining": f"CIFAR-10 ({len(data.y_train)} images from {data.origin})",
-            "normalisation": {"input": "uint8 RGB", "maps_to": [-1, 1]}, "features": "MiniVGG.features(x)"}
-    torch.save({"state_dict": model.state_dict(), "card": card}, model_path)
+    card = ModelCard(architecture="mini-VGG", config=dict(model.config), class_names=tuple(LABEL_NAMES[: model.config["n_classes"]]),
+                     normalisation={"input": "uint8 RGB", "maps_to": [-1, 1]},
+                     pretraining=f"CIFAR-10 ({len(data.y_train)} images from {data.origin})")
+    save_checkpoint(model_path, model, card)
     reports = Path(stage.reports)
     reports.mkdir(parents=True, exist_ok=True)
     history.to_csv(reports / "history.csv", index=False, float_format="%.5f")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,13 +39,14 @@ def test_detector_finds_known_blobs_and_reports_the_absent_kind(direction):
 
 
 def test_detector_refuses_a_model_without_background(tmp_path):
+    from lmtransfer.models.checkpoint import save_checkpoint
     from lmtransfer.models.mini_vgg import MiniVGG
     from lmtransfer.training.pretrain import model_card
     from lmtransfer.sampling.cache import PatchCacheConfig
     from lmtransfer.training.train import TrainConfig
 
     model = MiniVGG(2, depth=1, width=4, convs_per_block=1, in_channels=3, input_pixels=8, feature_dim=8)
-    torch.save({"state_dict": model.state_dict(), "card": model_card(model, ["a", "b"], PatchCacheConfig(), TrainConfig())}, tmp_path / "m.pt")
+    save_checkpoint(tmp_path / "m.pt", model, model_card(model, ["a", "b"], PatchCacheConfig(), TrainConfig()))
     with pytest.raises(ValueError, match="no background class"):
         LandmarkDetector.from_checkpoint(tmp_path / "m.pt")
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -60,8 +62,7 @@ def test_inference_copy_of_the_cnn_gives_the_same_probabilities():
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
-    card = {"class_names": ["a", "b", "c", "d", "background"], "patch": {"fov_mm": 24.0, "pixels": 16},
-            "normalisation": {"hu_window": [-1000.0, 1000.0]}}
+    card = replace(CARD, config=model.config, class_names=("a", "b", "c", "d", "background"), patch={"fov_mm": 24.0, "pixels": 16})
     fast = LandmarkDetector(model, card).model
     x = torch.randn(7, 3, 16, 16)
     with torch.inference_mode():

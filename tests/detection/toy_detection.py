@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lmtransfer.io.coords import Geometry
+from lmtransfer.models.checkpoint import ModelCard, save_checkpoint
 
 BLOBS_LPS = {"bright": np.array([12.0, -6.0, 20.0]), "dark": np.array([-18.0, 10.0, -14.0])}
 
@@ -45,18 +46,18 @@ class CentreIntensityNet(nn.Module):
         return torch.stack([12 * v, 20 * (0.3 - (v + 0.46).abs()) - 40 * air, torch.full_like(v, -20.0), torch.full_like(v, 1.5)], dim=1)
 
 
-CARD = {"class_names": ["bright", "dark", "absent", "background"], "patch": {"fov_mm": 24.0, "pixels": 8},
-        "normalisation": {"hu_window": [-1000.0, 1000.0]}}
+CARD = ModelCard(architecture="stand-in", config={}, class_names=("bright", "dark", "absent", "background"),
+                 patch={"fov_mm": 24.0, "pixels": 8}, normalisation={"hu_window": [-1000.0, 1000.0]})
 
 
 def _tiny_checkpoint(path):
     from lmtransfer.models.mini_vgg import MiniVGG
     from lmtransfer.sampling.cache import PatchCacheConfig
-    from lmtransfer.training.pretrain import save_checkpoint
+    from lmtransfer.training.pretrain import model_card
     from lmtransfer.training.train import TrainConfig
 
     model = MiniVGG(3, depth=1, width=4, convs_per_block=1, input_pixels=32, feature_dim=8)
-    save_checkpoint(path, model, ["carina", "heart_apex", "background"], PatchCacheConfig(), TrainConfig())
+    save_checkpoint(path, model, model_card(model, ["carina", "heart_apex", "background"], PatchCacheConfig(), TrainConfig()))
     return path
 
 

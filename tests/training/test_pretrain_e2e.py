@@ -9,7 +9,8 @@ import torch
 from lmtransfer.io.manifest import build_manifest
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig, generate_dataset
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, split_cases
-from lmtransfer.training.pretrain import load_checkpoint, run_step
+from lmtransfer.models.checkpoint import load_checkpoint
+from lmtransfer.training.pretrain import run_step
 from lmtransfer.training.train import TrainConfig
 
 
@@ -43,8 +44,9 @@ def test_expansion_steps_are_tracked(tmp_path, monkeypatch):
         assert (tmp_path / "reports" / result.name / "artifacts" / "gallery.png").stat().st_size > 5000
     model, card = load_checkpoint(tmp_path / "models" / "lm20.pt")
     _, card10 = load_checkpoint(tmp_path / "models" / "lm10.pt")
-    assert card["class_names"][:10] == card10["class_names"][:10] and card["class_names"][-1] == "background"
-    assert card["patch"]["fov_mm"] == 48.0 and card["normalisation"]["hu_window"] == [-1000.0, 1000.0]
+    assert card.class_names[:10] == card10.class_names[:10] and card.class_names[-1] == "background"
+    assert card.fov_mm == 48.0 and card.hu_window == (-1000.0, 1000.0)
+    assert card.training_data == {} and card10.training_data == {"data_hash": "hash"}  # lm10 was given its data hash
 
     client = mlflow.MlflowClient()
     runs = client.search_runs([mlflow.get_experiment_by_name("landmark-pretraining").experiment_id])

@@ -6,7 +6,8 @@ import torch
 
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.sampling.cache import PatchCacheConfig
-from lmtransfer.training.pretrain import save_checkpoint
+from lmtransfer.models.checkpoint import save_checkpoint
+from lmtransfer.training.pretrain import model_card
 from lmtransfer.training.train import TrainConfig
 from lmtransfer.transfer.features import extract_features, load_sources
 
@@ -15,7 +16,7 @@ from lmtransfer.transfer.features import extract_features, load_sources
 def lm_model(tmp_path):
     torch.manual_seed(0)
     model = MiniVGG(3, depth=2, width=4, feature_dim=16)
-    save_checkpoint(tmp_path / "lm.pt", model, ["a", "b", "background"], PatchCacheConfig(), TrainConfig())
+    save_checkpoint(tmp_path / "lm.pt", model, model_card(model, ["a", "b", "background"], PatchCacheConfig(), TrainConfig()))
     return tmp_path / "lm.pt"
 
 

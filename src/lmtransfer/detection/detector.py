@@ -38,6 +38,7 @@ from lmtransfer.detection.body import body_mask, grid_points
 from lmtransfer.detection.shape import ShapeModel
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.volumes import read_volume
+from lmtransfer.models.checkpoint import ModelCard, load_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.sampling.cache import BACKGROUND
 from lmtransfer.sampling.planes import AIR_HU, PatchSpec, sample_planes
@@ -94,25 +95,22 @@ class LandmarkDetector:
         config: search settings.
     """
 
-    def __init__(self, model: MiniVGG, card: dict, config: DetectConfig | None = None, shape: ShapeModel | None = None):
+    def __init__(self, model: MiniVGG, card: ModelCard, config: DetectConfig | None = None, shape: ShapeModel | None = None):
         self.model, self.card = _inference_model(model), card
         self.config = config or DetectConfig()
-        self.class_names: list[str] = list(card["class_names"])
+        self.class_names: list[str] = list(card.class_names)
         self.landmarks = [i for i, name in enumerate(self.class_names) if name != BACKGROUND]
-        self.spec = PatchSpec(float(card["patch"]["fov_mm"]), int(card["patch"]["pixels"]))
-        low, high = card["normalisation"]["hu_window"]
-        self.normaliser = Normaliser(float(low), float(high))
+        self.spec = PatchSpec(card.fov_mm, card.pixels)
+        self.normaliser = Normaliser(*card.hu_window)
         self.shape = shape.subset([self.class_names[c] for c in self.landmarks]) if shape is not None else None
 
     @classmethod
     def from_checkpoint(cls, path: Path, config: DetectConfig | None = None, shape: ShapeModel | None = None) -> LandmarkDetector:
-        from lmtransfer.training.pretrain import load_checkpoint
-
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: landmark model not found; `dvc repro pretrain_60` trains it")
         model, card = load_checkpoint(path)
-        if BACKGROUND not in card["class_names"]:
+        if BACKGROUND not in card.class_names:
             raise ValueError(f"{path}: the model has no background class, so it cannot say where no landmark is")
         return cls(model, card, config, shape)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lmtransfer.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.tracking import log_epoch
 from lmtransfer.sampling.cache import BACKGROUND, PatchCacheConfig, load_cache
@@ -34,48 +35,16 @@ class StepResult:
     seconds: float
 
 
-def save_checkpoint(path: Path, model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, cfg: TrainConfig) -> None:
-    """Weights plus everything needed to use them: the model card."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "card": model_card(model, class_names, patch, cfg)}, path)
-
-
-def model_card(model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, cfg: TrainConfig) -> dict:
-    return {
-        "architecture": "mini-VGG", "config": model.config, "class_names": class_names,
-        "patch": {"fov_mm": patch.fov_mm, "pixels": patch.pixels, "planes": ["axial", "coronal", "sagittal"],
-                  "resampling": "trilinear, isotropic in mm", "padding_hu": -1024},
-        "normalisation": {"hu_window": [cfg.hu_low, cfg.hu_high], "maps_to": [-1, 1]},
-        "features": "MiniVGG.features(x): penultimate layer, size feature_dim",
-    }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message names the file and the problem."""
-
-
-def load_checkpoint(path: Path) -> tuple[MiniVGG, dict]:
-    """The model and its card from a file :func:`save_checkpoint` wrote.
-
-    Loaded with ``weights_only=True``: the file may hold tensors and plain containers only, so a
-    checkpoint from anywhere cannot run code while it is read.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors alike: the file is unusable
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable lmtransfer checkpoint (refused or unreadable: {reason[:300]})") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("card"), dict) or "state_dict" not in payload:
-        raise CheckpointError(f"{path}: not an lmtransfer checkpoint (expected a dict with 'state_dict' and 'card')")
-    try:
-        model = MiniVGG(**payload["card"]["config"])
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: the weights do not fit the model card ({str(exc).splitlines()[0][:300]})") from exc
-    return model, payload["card"]
+def model_card(model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, cfg: TrainConfig,
+               training_data: dict[str, str] | None = None) -> ModelCard:
+    """The card of a landmark CNN: its classes, the patches and HU window it was trained on, its data."""
+    return ModelCard(
+        architecture="mini-VGG", config=dict(model.config), class_names=tuple(class_names),
+        patch={"fov_mm": patch.fov_mm, "pixels": patch.pixels, "planes": ["axial", "coronal", "sagittal"],
+               "resampling": "trilinear, isotropic in mm", "padding_hu": -1024},
+        normalisation={"hu_window": [cfg.hu_low, cfg.hu_high], "maps_to": [-1, 1]},
+        training_data=dict(training_data or {}), pretraining="landmark classification on 2.5D CT patches",
+    )
 
 
 def run_step(
@@ -98,7 +67,7 @@ def run_step(
     init = None
     if init_path is not None:
         previous, card = load_checkpoint(init_path)
-        old = card["class_names"]
+        old = list(card.class_names)
         missing = [c for c in old if c not in class_names]
         if missing:
             raise ValueError(f"{init_path}: classes {missing} of the previous step are not in this step")
@@ -117,7 +86,8 @@ def run_step(
         matrix = _confusion(scores, test)
         confused = most_confused(matrix, class_names)
         _write_reports(out_dir, name, history, summary, matrix, confused, test, class_names)
-        save_checkpoint(model_path, model, class_names, patch, cfg)
+        data = {k: str(v) for k, v in (tags or {}).items() if k in ("data_hash", "patch_cache_key", "splits_hash")}
+        save_checkpoint(model_path, model, model_card(model, class_names, patch, cfg, data))
         result = StepResult(name, summary, float(history["val_top1"].max()), int(len(history)), time.perf_counter() - start)
         (out_dir / "metrics.json").write_text(json.dumps({
             "classes": n_landmarks + 1, "test_top1": summary["top1"], "test_top5": summary["top5"],
@@ -127,7 +97,7 @@ def run_step(
             "val_top1": result.val_top1, "epochs": result.epochs,
         }, indent=2) + "\n")
         if run:
-            _finish_run(model, out_dir, summary, result, class_names, patch, cfg, test)
+            _finish_run(model, model_path, out_dir, summary, result, cfg, test)
         return result
     except BaseException as exc:
         error = exc
@@ -182,7 +152,7 @@ def _start_run(name, n_landmarks, patch, cfg, order_seed, init_path, splits, tag
     return run
 
 
-def _finish_run(model, out_dir: Path, summary: dict, result: StepResult, class_names, patch, cfg, test: PatchSet) -> None:
+def _finish_run(model, model_path: Path, out_dir: Path, summary: dict, result: StepResult, cfg, test: PatchSet) -> None:
     import mlflow
 
     metrics = {f"test_{k}": v for k, v in summary.items() if isinstance(v, float)}
@@ -190,7 +160,7 @@ def _finish_run(model, out_dir: Path, summary: dict, result: StepResult, class_n
     mlflow.log_artifacts(str(out_dir / "artifacts"), artifact_path="reports")
     for path in ("metrics.json", "history.csv"):
         mlflow.log_artifact(str(out_dir / path), artifact_path="reports")
-    card = model_card(model, class_names, patch, cfg)
+    card = load_checkpoint(model_path)[1].to_dict()
     mlflow.log_dict(card, "model_card.json")
     example = cfg.normaliser(torch.from_numpy(np.asarray(test.x[:2]))).numpy()
     mlflow.pytorch.log_model(model, name="model", registered_model_name=REGISTERED_MODEL, input_example=example,

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lmtransfer.models.checkpoint import load_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
-from lmtransfer.training.pretrain import load_checkpoint
 
 
 def random_cnn(config: dict, seed: int) -> MiniVGG:

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lmtransfer.models.checkpoint import load_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.tracking import log_epoch
 from lmtransfer.training.data import PatchSet
-from lmtransfer.training.pretrain import load_checkpoint
 from lmtransfer.training.train import TrainConfig, predict, train_model
 from lmtransfer.transfer.boosting import BoostConfig, case_bootstrap, weighted_auc
 from lmtransfer.transfer.experiment import repeat_splits
