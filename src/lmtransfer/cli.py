@@ -108,6 +108,7 @@ def cmd_patches(args) -> int:
 
 def cmd_tune(args) -> int:
     from lmtransfer.tuning.apply import apply_best
+    from lmtransfer.tracking import make_tracker
     from lmtransfer.tuning.search import TuneInputs, run_study
 
     params = _params(args)
@@ -122,7 +123,7 @@ def cmd_tune(args) -> int:
             raise FileNotFoundError(f"{needed}: not found; run `dvc repro patches` first (make tune does)")
     inputs = TuneInputs(manifest, json.loads(split_path.read_text()), params.patches.patch, params.pretrain.train,
                         params.pretrain.class_order_seed, reuse_caches=(Path(params.patches.out_dir),))
-    summary = run_study(cfg, inputs, workers=args.workers, track=params.pretrain.track)
+    summary = run_study(cfg, inputs, workers=args.workers, tracker=make_tracker(params.pretrain.track))
     print(f"trials: {summary['trials']} ({summary['complete']} complete, {summary['pruned']} pruned, {summary['failed']} failed); "
           f"reports in {cfg.reports}")
     if "best_params" not in summary:
@@ -139,6 +140,7 @@ def cmd_tune(args) -> int:
 
 def cmd_pretrain(args) -> int:
     from lmtransfer.sampling.cache import file_hash
+    from lmtransfer.tracking import make_tracker
     from lmtransfer.training.pretrain import run_step
 
     params = _params(args)
@@ -152,7 +154,7 @@ def cmd_pretrain(args) -> int:
     result = run_step(
         name, args.landmarks, cache_dir, splits, params.patches.patch, params.pretrain.train, params.pretrain.class_order_seed,
         Path(args.reports or f"reports/pretrain/{name}"), Path(args.model or f"models/lm_cnn_{name}.pt"),
-        Path(args.init) if args.init else None, track=params.pretrain.track,
+        Path(args.init) if args.init else None, tracker=make_tracker(params.pretrain.track),
         tags={"data_hash": cache_info["manifest_hash"], "patch_cache_key": cache_info["key"], "splits_hash": file_hash(split_path)},
     )
     print(f"{name}: test top-1 {result.test['top1']:.4f}, top-5 {result.test['top5']:.4f}, balanced {result.test['balanced_accuracy']:.4f} "
@@ -302,6 +304,7 @@ def _lesion_tags(lesion_dir: Path, transfer) -> dict:
 
 
 def cmd_transfer(args) -> int:
+    from lmtransfer.tracking import make_tracker
     from lmtransfer.transfer.experiment import run_transfer
     from lmtransfer.transfer.features import load_sources
     from lmtransfer.transfer.lesions import load_lesion_set
@@ -310,8 +313,8 @@ def cmd_transfer(args) -> int:
     lesion_dir = Path(args.lesions or params.lesions)
     lesions = load_lesion_set(lesion_dir)
     models = load_sources(params.lm_model, params.cifar_model, tuple(params.sources), params.boost.seed)
-    metrics = run_transfer(lesions, models, params.boost, Path(args.out or params.out_dir), params.threads, params.track,
-                           _lesion_tags(lesion_dir, params), tuple(params.roc_sizes))
+    metrics = run_transfer(lesions, models, params.boost, Path(args.out or params.out_dir), params.threads,
+                           make_tracker(params.track), _lesion_tags(lesion_dir, params), tuple(params.roc_sizes))
     n = params.boost.n_weak_learners
     for name in params.sources:
         parts = [f"{k}: {metrics[f'{name}_auc_at_{k}']:.3f}" for k in ("5", "10", "50", "all") if f"{name}_auc_at_{k}" in metrics]
@@ -322,6 +325,7 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_finetune(args) -> int:
+    from lmtransfer.tracking import make_tracker
     from lmtransfer.transfer.finetune import run_finetune
     from lmtransfer.transfer.lesions import load_lesion_set
 
@@ -335,7 +339,7 @@ def cmd_finetune(args) -> int:
         return 0
     lesion_dir = Path(transfer.lesions)
     metrics = run_finetune(load_lesion_set(lesion_dir), stage, transfer.boost, transfer.lm_model, transfer.cifar_model, out_dir,
-                           tags=_lesion_tags(lesion_dir, transfer))
+                           tags=_lesion_tags(lesion_dir, transfer), tracker=make_tracker(stage.track))
     print("fine-tuned test AUC: " + ", ".join(f"{s} {metrics[f'{s}_test_auc']:.3f}" for s in stage.sources))
     return 0
 
@@ -376,10 +380,11 @@ def cmd_detect(args) -> int:
 
 def cmd_detect_eval(args) -> int:
     from lmtransfer.detection.run import run_detect_eval
+    from lmtransfer.tracking import make_tracker
 
     stage = _params(args).detect
     overrides = {k: v for k, v in {"max_cases": args.max_cases, "out_dir": Path(args.out) if args.out else None}.items() if v is not None}
-    metrics = run_detect_eval(replace(stage, **overrides), progress=not args.quiet)
+    metrics = run_detect_eval(replace(stage, **overrides), progress=not args.quiet, tracker=make_tracker(stage.track))
     print(f"detection on {metrics['cases']} {stage.split} cases: median error {metrics['median_error_mm']} mm, "
           f"90th percentile {metrics['p90_error_mm']} mm, detection rate {metrics['detection_rate']}, "
           f"false detections {metrics['false_detections']} of {metrics['landmarks_absent']} absent, "

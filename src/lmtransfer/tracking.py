@@ -1,31 +1,173 @@
-"""MLflow setup and provenance: the project's SQLite store, git commit, data hashes, seeds."""
+"""Experiment tracking behind one small interface, and provenance (git commit, redacted URLs, run states).
+
+The library records runs through a :class:`Tracker` it is given: :class:`MlflowTracker` (the
+project's SQLite store, or ``$MLFLOW_TRACKING_URI``) is the one backend, :class:`NullTracker`
+serves ``track: false`` and the unit tests. Runs are addressed by id, so worker processes can
+log into a run another process started. This module is the only one that imports MLflow.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACTS = Path("mlruns/artifacts")
 
 
-def setup_mlflow(experiment: str):
-    """Point MLflow at ``$MLFLOW_TRACKING_URI`` or the project's SQLite store; create the experiment.
+class Tracker:
+    """What the stages record: runs (nested by ``parent``), parameters, metrics at a step, tags,
+    artifacts and models. This base class records nothing (see :class:`NullTracker`)."""
 
-    Returns the experiment id. Artifacts of a new experiment go under ``mlruns/artifacts``.
-    """
-    import mlflow
+    enabled = False
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    DEFAULT_ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(experiment, artifact_location=(DEFAULT_ARTIFACTS / experiment).resolve().as_uri())
+    def start_run(self, experiment: str, name: str, parent: str | None = None, tags: dict | None = None) -> str:
+        return ""
+
+    def status(self, run_id: str) -> str | None:
+        """RUNNING, FINISHED, FAILED or KILLED; None when the store does not know the run."""
+        return None
+
+    def reopen(self, run_id: str) -> bool:
+        """Mark a run of an interrupted job RUNNING again; False when the store does not know it."""
+        return False
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None: ...
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def log_curve(self, run_id: str, key: str, values) -> None:
+        """``values[i]`` at step ``i + 1`` (non-finite values left out)."""
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None: ...
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None: ...
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None: ...
+
+    def log_dict(self, run_id: str, data: dict, file_name: str) -> None: ...
+
+    def log_model(self, run_id: str, model, registered_name: str, input_example, metadata: dict) -> None: ...
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
+
+
+class NullTracker(Tracker):
+    """Records nothing: ``track: false`` and the unit tests."""
+
+
+class MlflowTracker(Tracker):
+    """MLflow through its client: ``$MLFLOW_TRACKING_URI`` or the project's SQLite store (MLflow 3
+    refuses the plain file store); artifacts of new experiments under ``mlruns/artifacts``."""
+
+    enabled = True
+
+    def __init__(self, uri: str | None = None):
+        import mlflow
+
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+        if self.uri.startswith("sqlite:///") and not self.uri.startswith("sqlite:////"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        self._mlflow = mlflow
+        self.client = mlflow.MlflowClient(self.uri)
+
+    def experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        DEFAULT_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(name, artifact_location=(DEFAULT_ARTIFACTS / name).resolve().as_uri())
+
+    def start_run(self, experiment: str, name: str, parent: str | None = None, tags: dict | None = None) -> str:
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        return self.client.create_run(self.experiment_id(experiment), run_name=name, tags=tags).info.run_id
+
+    def status(self, run_id: str) -> str | None:
+        try:
+            return self.client.get_run(run_id).info.status
+        except self._mlflow.exceptions.MlflowException:
+            return None
+
+    def reopen(self, run_id: str) -> bool:
+        status = self.status(run_id)
+        if status is not None and status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        return status is not None
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        for start in range(0, len(items), 900):
+            self.client.log_batch(run_id, metrics=items[start : start + 900])
+
+    def log_curve(self, run_id: str, key: str, values) -> None:
+        import math
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(v), now, step) for step, v in enumerate(values, start=1) if math.isfinite(float(v))]
+        for start in range(0, len(items), 900):
+            self.client.log_batch(run_id, metrics=items[start : start + 900])
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value))
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+
+    def log_dict(self, run_id: str, data: dict, file_name: str) -> None:
+        self.client.log_dict(run_id, data, file_name)
+
+    def log_model(self, run_id: str, model, registered_name: str, input_example, metadata: dict) -> None:
+        import torch
+
+        # the model flavour logs into the active run: make it this one for the call, then leave it running
+        with self._mlflow.start_run(run_id=run_id):
+            self._mlflow.pytorch.log_model(model, name="model", registered_model_name=registered_name, input_example=input_example,
+                                           pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], metadata=metadata)
+        self.client.update_run(run_id, status="RUNNING")
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+
+def make_tracker(enabled: bool) -> Tracker:
+    """The tracker for ``track: true | false``."""
+    return MlflowTracker() if enabled else NullTracker()
+
+
+@contextmanager
+def tracked_run(tracker: Tracker, experiment: str, name: str, parent: str | None = None, tags: dict | None = None) -> Iterator[str]:
+    """A run that ends FINISHED, or KILLED / FAILED with the exception that left the block."""
+    run_id = tracker.start_run(experiment, name, parent, tags)
+    try:
+        yield run_id
+    except BaseException as exc:
+        tracker.end_run(run_id, run_status(exc))
+        raise
+    tracker.end_run(run_id, "FINISHED")
 
 
 def run_status(error: BaseException | None) -> str:
@@ -59,10 +201,3 @@ def git_commit() -> str:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def log_epoch(epoch: int, values: dict) -> None:
-    """Per-epoch values of the active MLflow run, at step = epoch (the curves of the MLflow UI)."""
-    import mlflow
-
-    mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=epoch)

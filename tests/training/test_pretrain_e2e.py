@@ -10,6 +10,7 @@ from lmtransfer.io.manifest import build_manifest
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig, generate_dataset
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, split_cases
 from lmtransfer.models.checkpoint import load_checkpoint
+from lmtransfer.tracking import MlflowTracker
 from lmtransfer.training.pretrain import run_step
 from lmtransfer.training.train import TrainConfig
 
@@ -25,16 +26,17 @@ def test_expansion_steps_are_tracked(tmp_path, monkeypatch):
     cache = build_patch_cache(manifest, "hash", patch, tmp_path / "patches", progress=False)
     splits = split_cases(sorted(manifest["case"].unique()), (0.5, 0.25, 0.25), 0)
     cfg = TrainConfig(depth=2, width=8, feature_dim=32, max_epochs=2, epoch_patches=640, batch_size=32, threads=1)
+    tracker = MlflowTracker()
 
     first = run_step("lm10", 10, cache, splits, patch, cfg, 0, tmp_path / "reports" / "lm10", tmp_path / "models" / "lm10.pt",
-                     tags={"data_hash": "hash"})
+                     tracker=tracker, tags={"data_hash": "hash"})
     second = run_step("lm20", 20, cache, splits, patch, cfg, 0, tmp_path / "reports" / "lm20", tmp_path / "models" / "lm20.pt",
-                      init_path=tmp_path / "models" / "lm10.pt")
+                      init_path=tmp_path / "models" / "lm10.pt", tracker=tracker)
     # the expansion step again, same seed: the same weights to the last bit (the widened classifier
     # rows come from a seeded generator, not from whatever the global RNG holds)
     torch.manual_seed(12345)
     run_step("lm20", 20, cache, splits, patch, cfg, 0, tmp_path / "again", tmp_path / "models" / "lm20_again.pt",
-             init_path=tmp_path / "models" / "lm10.pt", track=False)
+             init_path=tmp_path / "models" / "lm10.pt")
     once, twice = load_checkpoint(tmp_path / "models" / "lm20.pt")[0], load_checkpoint(tmp_path / "models" / "lm20_again.pt")[0]
     for key, value in once.state_dict().items():
         assert torch.equal(value, twice.state_dict()[key]), key

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from lmtransfer.sampling.cache import PatchCacheConfig
+from lmtransfer.tracking import MlflowTracker
 from lmtransfer.training import pretrain
 from lmtransfer.training.train import TrainConfig
 
@@ -33,7 +34,8 @@ def test_interrupted_step_is_not_recorded_as_finished(tmp_path, monkeypatch, int
     splits = {"train": ["c0"], "val": ["c1"], "test": ["c2"]}
     cfg = TrainConfig(depth=2, width=4, feature_dim=8, max_epochs=1, threads=1)
     with pytest.raises(interrupt):
-        pretrain.run_step("lm3", 3, tmp_path, splits, PatchCacheConfig(), cfg, 0, tmp_path / "reports", tmp_path / "m.pt")
+        pretrain.run_step("lm3", 3, tmp_path, splits, PatchCacheConfig(), cfg, 0, tmp_path / "reports", tmp_path / "m.pt",
+                          tracker=MlflowTracker())
     runs = mlflow.MlflowClient().search_runs([mlflow.get_experiment_by_name(pretrain.EXPERIMENT).experiment_id])
     assert [r.info.status for r in runs] == [status]
     assert not (tmp_path / "m.pt").exists()

@@ -49,8 +49,8 @@ def test_run_transfer_writes_its_tables_and_repeats_itself(tmp_path):
     torch.manual_seed(0)
     models = {name: MiniVGG(2, depth=2, width=4, input_pixels=16, feature_dim=8) for name in ("lm", "cifar")}
     cfg = BoostConfig(n_weak_learners=10, train_cases=10, test_cases=6, repeats=2, bootstrap=50)
-    first = run_transfer(_lesions(), models, cfg, tmp_path / "a", threads=1, track=False, progress=lambda _: None)
-    again = run_transfer(_lesions(), models, cfg, tmp_path / "b", threads=1, track=False, progress=lambda _: None)
+    first = run_transfer(_lesions(), models, cfg, tmp_path / "a", threads=1, progress=lambda _: None)
+    again = run_transfer(_lesions(), models, cfg, tmp_path / "b", threads=1, progress=lambda _: None)
     assert first == again
     for name in ("auc_vs_weak_learners.csv", "lm_vs_cifar.csv", "metrics.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -70,4 +70,4 @@ def test_a_test_split_with_one_class_is_an_error(tmp_path):
     model = MiniVGG(2, depth=2, width=4, input_pixels=16, feature_dim=8)
     with pytest.raises(ValueError, match="only one class"):
         run_transfer(lesions, {"lm": model}, BoostConfig(n_weak_learners=3, train_cases=10, test_cases=6, repeats=1, bootstrap=10),
-                     tmp_path, threads=1, track=False, progress=lambda _: None)
+                     tmp_path, threads=1, progress=lambda _: None)

@@ -7,6 +7,7 @@ import mlflow
 import pytest
 from optuna.trial import TrialState
 
+from lmtransfer.tracking import MlflowTracker
 from lmtransfer.tuning import search
 from lmtransfer.tuning.search import TuneConfig, TuneInputs, open_study, process_owner, recover_dead_trials
 
@@ -39,13 +40,13 @@ def test_trial_of_a_dead_process_is_failed_requeued_and_its_run_killed(tracked):
         runs[name] = client.create_run(experiment).info.run_id
         trial.set_user_attr("mlflow_run", runs[name])
 
-    assert recover_dead_trials(study) == [0]
+    assert recover_dead_trials(study, MlflowTracker()) == [0]
     trials = study.get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING, TrialState.WAITING]
     assert trials[3].system_attrs["fixed_params"] == trials[0].params and trials[3].user_attrs["retry_of"] == 0
     assert client.get_run(runs["dead"]).info.status == "KILLED"
     assert client.get_run(runs["alive"]).info.status == "RUNNING"
-    assert recover_dead_trials(study) == []  # nothing left to recover
+    assert recover_dead_trials(study, MlflowTracker()) == []  # nothing left to recover
 
 
 def test_storage_password_is_not_logged(tracked):
@@ -53,7 +54,7 @@ def test_storage_password_is_not_logged(tracked):
     manifest.write_text("case\n")
     cfg = TuneConfig(storage="postgresql://lab:hunter2@db.example/optuna")
     local = open_study(TuneConfig(storage=f"sqlite:///{tracked / 'optuna.db'}"))
-    run_id = search._parent_run(local, cfg, TuneInputs(manifest, {"train": []}, None, None, 0))
+    run_id = search._parent_run(MlflowTracker(), local, cfg, TuneInputs(manifest, {"train": []}, None, None, 0))
     run = mlflow.MlflowClient().get_run(run_id)
     logged = " ".join(f"{k}={v}" for k, v in {**run.data.params, **run.data.tags}.items())
     assert "hunter2" not in logged

@@ -22,6 +22,7 @@ from lmtransfer.detection.detector import DetectConfig, DetectionResult, Landmar
 from lmtransfer.detection.evaluate import load_truth, score_case, summarise
 from lmtransfer.detection.shape import ShapeModel
 from lmtransfer.io.landmarks import write_slicer_json
+from lmtransfer.tracking import Tracker, git_commit, tracked_run
 
 EXPERIMENT = "landmark-detection"
 
@@ -62,8 +63,8 @@ def read_detections(csv_path: Path) -> pd.DataFrame:
     return table
 
 
-def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict | None = None) -> dict:
-    """Detect on the cases of ``params.split``; write metrics, tables, figures; log an MLflow run."""
+def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict | None = None, tracker: Tracker | None = None) -> dict:
+    """Detect on the cases of ``params.split``; write metrics, tables, figures; record a run with ``tracker``."""
     from lmtransfer.detection.plots import error_boxplot, overlay
 
     splits = json.loads(_need(params.splits, "run `dvc repro patches`").read_text())
@@ -110,8 +111,8 @@ def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict 
     error_boxplot(scored, artifacts / "error_by_group.png", params.hit_radius_mm)
     overlay(sitk.ReadImage(str(images[shown])), scored[scored["case"] == shown], truth[truth["case"] == shown],
             artifacts / f"overlay_{shown}.png")
-    if params.track:
-        _track(params, {**metrics, **timing}, out, tags or {})
+    if tracker is not None and tracker.enabled:
+        _track(tracker, params, {**metrics, **timing}, out, tags or {})
     return {**metrics, **timing}
 
 
@@ -166,20 +167,16 @@ def _need(path: Path, hint: str) -> Path:
     return path
 
 
-def _track(params: DetectEvalParams, metrics: dict, out: Path, tags: dict) -> None:
-    import mlflow
-
+def _track(tracker: Tracker, params: DetectEvalParams, metrics: dict, out: Path, tags: dict) -> None:
     from lmtransfer.sampling.cache import file_hash
-    from lmtransfer.tracking import git_commit, setup_mlflow
 
-    experiment_id = setup_mlflow(EXPERIMENT)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"detect-{params.split}"):
-        mlflow.log_params({**{f"detect.{k}": v for k, v in asdict(params.detect).items()}, "model": str(params.model),
-                           "split": params.split, "cases": metrics["cases"], "hit_radius_mm": params.hit_radius_mm})
-        mlflow.set_tags({"git_commit": git_commit(), "seed": "none (deterministic search)", "model_hash": file_hash(params.model),
-                         "truth_hash": file_hash(params.truth), "manifest_hash": file_hash(params.manifest),
-                         "splits_hash": file_hash(params.splits), **tags})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
-        mlflow.log_artifacts(str(out / "artifacts"), artifact_path="reports")
+    run_tags = {"git_commit": git_commit(), "seed": "none (deterministic search)", "model_hash": file_hash(params.model),
+                "truth_hash": file_hash(params.truth), "manifest_hash": file_hash(params.manifest), "splits_hash": file_hash(params.splits),
+                **tags}
+    with tracked_run(tracker, EXPERIMENT, f"detect-{params.split}", tags=run_tags) as run_id:
+        tracker.log_params(run_id, {**{f"detect.{k}": v for k, v in asdict(params.detect).items()}, "model": str(params.model),
+                                    "split": params.split, "cases": metrics["cases"], "hit_radius_mm": params.hit_radius_mm})
+        tracker.log_metrics(run_id, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
+        tracker.log_artifacts(run_id, out / "artifacts", artifact_path="reports")
         for name in ("metrics.json", "per_landmark.csv"):
-            mlflow.log_artifact(str(out / name), artifact_path="reports")
+            tracker.log_artifact(run_id, out / name, artifact_path="reports")

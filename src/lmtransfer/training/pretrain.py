@@ -16,7 +16,7 @@ import torch
 
 from lmtransfer.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
-from lmtransfer.tracking import log_epoch
+from lmtransfer.tracking import NullTracker, Tracker, git_commit, tracked_run
 from lmtransfer.sampling.cache import BACKGROUND, PatchCacheConfig, load_cache
 from lmtransfer.training.data import PatchSet, class_order, select
 from lmtransfer.training.metrics import most_confused, save_confusion, save_curves, save_gallery, summarise
@@ -49,10 +49,11 @@ def model_card(model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, 
 
 def run_step(
     name: str, n_landmarks: int, cache_dir: Path, splits: dict, patch: PatchCacheConfig, cfg: TrainConfig,
-    order_seed: int, out_dir: Path, model_path: Path, init_path: Path | None = None, track: bool = True,
+    order_seed: int, out_dir: Path, model_path: Path, init_path: Path | None = None, tracker: Tracker | None = None,
     tags: dict | None = None,
 ) -> StepResult:
-    """Train and evaluate the ``n_landmarks`` + 1 class model; write its reports, checkpoint and MLflow run."""
+    """Train and evaluate the ``n_landmarks`` + 1 class model; write its reports and checkpoint, and
+    record the run with ``tracker`` (none: nothing recorded)."""
     import time
 
     start = time.perf_counter()
@@ -76,11 +77,14 @@ def run_step(
     print(f"{name}: {n_landmarks}+1 classes, {len(train)} training patches ({len(splits['train'])} cases), "
           f"{len(val)} validation, {len(test)} test" + (f", starting from {init_path}" if init_path else ""))
 
-    run = _start_run(name, n_landmarks, patch, cfg, order_seed, init_path, splits, tags) if track else None
-    on_epoch = log_epoch if run else None
-    error: BaseException | None = None
-    try:
-        model, history = train_model(train, val, cfg, init, on_epoch=on_epoch)
+    tracker = tracker or NullTracker()
+    params = {**{f"patch.{k}": v for k, v in asdict(patch).items()}, **{f"train.{k}": v for k, v in asdict(cfg).items()},
+              "classes.landmarks": n_landmarks, "classes.order_seed": order_seed, "init_from": str(init_path) if init_path else "scratch",
+              "cases.train": len(splits["train"]), "cases.val": len(splits["val"]), "cases.test": len(splits["test"])}
+    tags = {"git_commit": git_commit(), "seed": cfg.seed, "stage": name, "route": "expansion" if init_path else "scratch", **(tags or {})}
+    with tracked_run(tracker, EXPERIMENT, name, tags=tags) as run_id:
+        tracker.log_params(run_id, params)
+        model, history = train_model(train, val, cfg, init, on_epoch=lambda epoch, values: tracker.log_metrics(run_id, values, epoch))
         scores = predict(model, test.x, cfg.normaliser)
         summary = summarise(scores, test.y, class_names)
         matrix = _confusion(scores, test)
@@ -96,19 +100,9 @@ def run_step(
             "background_called_landmark": summary.get("background_called_landmark"),
             "val_top1": result.val_top1, "epochs": result.epochs,
         }, indent=2) + "\n")
-        if run:
-            _finish_run(model, model_path, out_dir, summary, result, cfg, test)
-        return result
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if run:
-            import mlflow
-
-            from lmtransfer.tracking import run_status
-
-            mlflow.end_run(status=run_status(error))
+        if tracker.enabled:
+            _finish_run(tracker, run_id, model, model_path, out_dir, summary, result, cfg, test)
+    return result
 
 
 def _confusion(scores: np.ndarray, test: PatchSet) -> np.ndarray:
@@ -136,32 +130,14 @@ def _write_reports(out_dir: Path, name: str, history: pd.DataFrame, summary: dic
     save_gallery(test.x, test.y, class_names, artifacts / "gallery.png")
 
 
-def _start_run(name, n_landmarks, patch, cfg, order_seed, init_path, splits, tags):
-    import mlflow
-
-    from lmtransfer.tracking import git_commit, setup_mlflow
-
-    experiment_id = setup_mlflow(EXPERIMENT)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=name)
-    mlflow.log_params({**{f"patch.{k}": v for k, v in asdict(patch).items()}, **{f"train.{k}": v for k, v in asdict(cfg).items()},
-                       "classes.landmarks": n_landmarks, "classes.order_seed": order_seed,
-                       "init_from": str(init_path) if init_path else "scratch",
-                       "cases.train": len(splits["train"]), "cases.val": len(splits["val"]), "cases.test": len(splits["test"])})
-    mlflow.set_tags({"git_commit": git_commit(), "seed": cfg.seed, "stage": name, "route": "expansion" if init_path else "scratch",
-                     **(tags or {})})
-    return run
-
-
-def _finish_run(model, model_path: Path, out_dir: Path, summary: dict, result: StepResult, cfg, test: PatchSet) -> None:
-    import mlflow
-
+def _finish_run(tracker: Tracker, run_id: str, model, model_path: Path, out_dir: Path, summary: dict, result: StepResult, cfg,
+                test: PatchSet) -> None:
     metrics = {f"test_{k}": v for k, v in summary.items() if isinstance(v, float)}
-    mlflow.log_metrics({**metrics, "best_val_top1": result.val_top1, "epochs_run": result.epochs, "stage_seconds": result.seconds})
-    mlflow.log_artifacts(str(out_dir / "artifacts"), artifact_path="reports")
+    tracker.log_metrics(run_id, {**metrics, "best_val_top1": result.val_top1, "epochs_run": result.epochs, "stage_seconds": result.seconds})
+    tracker.log_artifacts(run_id, out_dir / "artifacts", artifact_path="reports")
     for path in ("metrics.json", "history.csv"):
-        mlflow.log_artifact(str(out_dir / path), artifact_path="reports")
+        tracker.log_artifact(run_id, out_dir / path, artifact_path="reports")
     card = load_checkpoint(model_path)[1].to_dict()
-    mlflow.log_dict(card, "model_card.json")
+    tracker.log_dict(run_id, card, "model_card.json")
     example = cfg.normaliser(torch.from_numpy(np.asarray(test.x[:2]))).numpy()
-    mlflow.pytorch.log_model(model, name="model", registered_model_name=REGISTERED_MODEL, input_example=example,
-                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], metadata={"card": card})
+    tracker.log_model(run_id, model, REGISTERED_MODEL, example, {"card": card})

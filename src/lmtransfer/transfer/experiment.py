@@ -25,6 +25,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from lmtransfer.transfer.boosting import (  # noqa: E402
     BoostConfig, auc_by_size, case_bootstrap, paired_difference, split_by_case, staged_scores, t_interval, weighted_auc,
 )
+from lmtransfer.tracking import Tracker, git_commit, tracked_run  # noqa: E402
 from lmtransfer.transfer.features import extract_features  # noqa: E402
 from lmtransfer.transfer.lesions import LesionSet  # noqa: E402
 
@@ -57,9 +58,10 @@ def repeat_splits(lesions: LesionSet, cfg: BoostConfig) -> list[tuple[list[str],
     return splits
 
 
-def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Path, threads: int = 2, track: bool = True,
+def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Path, threads: int = 2, tracker: Tracker | None = None,
                  tags: dict | None = None, roc_sizes: tuple[int, ...] = (5, 50), progress=print) -> dict:
-    """Run the whole comparison for the feature extractors ``models`` (name -> MiniVGG)."""
+    """Run the whole comparison for the feature extractors ``models`` (name -> MiniVGG); record it
+    with ``tracker`` (none: nothing recorded)."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     (out_dir / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -127,8 +129,8 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     metrics = summary_metrics(table, tests, list(models), n, split_rows, lesions)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     seconds = time.perf_counter() - start  # for the tracker and the console, not the DVC outputs
-    if track:
-        log_to_mlflow(auc, table, tests, {**metrics, "seconds": seconds}, cfg, out_dir, lesions, split_rows, tags or {})
+    if tracker is not None and tracker.enabled:
+        record_run(tracker, auc, {**metrics, "seconds": seconds}, cfg, out_dir, lesions, split_rows, tags or {})
     progress(f"figure: {figure} ({seconds:.0f} s)")
     return metrics
 
@@ -194,43 +196,25 @@ def plot_roc(roc: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def log_to_mlflow(auc: dict, table, tests, metrics: dict, cfg: BoostConfig, out_dir: Path, lesions: LesionSet,
-                  split_rows: list, tags: dict) -> None:
+def record_run(tracker: Tracker, auc: dict, metrics: dict, cfg: BoostConfig, out_dir: Path, lesions: LesionSet, split_rows: list,
+               tags: dict) -> None:
     """Experiment ``transfer-auc``: a parent run with the figure and tables, and one nested run per
     feature source and repeat with ``auc`` logged at step = number of weak learners."""
-    import mlflow
-    from mlflow.entities import Metric
-
-    from lmtransfer.tracking import git_commit, run_status, setup_mlflow
-
-    experiment_id = setup_mlflow(EXPERIMENT)
-    client = mlflow.MlflowClient()
     common = {"git_commit": git_commit(), "dataset": lesions.info.get("source", "?"), **{k: str(v) for k, v in tags.items()}}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"transfer {common['dataset']}") as parent:
-        mlflow.log_params({f"boost.{k}": v for k, v in asdict(cfg).items()})
-        mlflow.set_tags({**common, "seed": cfg.seed})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        mlflow.log_artifacts(str(out_dir / "artifacts"), artifact_path="reports")
+    with tracked_run(tracker, EXPERIMENT, f"transfer {common['dataset']}", tags={**common, "seed": cfg.seed}) as parent:
+        tracker.log_params(parent, {f"boost.{k}": v for k, v in asdict(cfg).items()})
+        tracker.log_metrics(parent, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracker.log_artifacts(parent, out_dir / "artifacts", artifact_path="reports")
         for name in ("auc_vs_weak_learners.csv", "lm_vs_cifar.csv", "metrics.json"):
-            mlflow.log_artifact(str(out_dir / name), artifact_path="reports")
-        now = int(time.time() * 1000)
+            tracker.log_artifact(parent, out_dir / name, artifact_path="reports")
         for name, curves in auc.items():
             for r, curve in enumerate(curves):
-                child = client.create_run(experiment_id, run_name=f"{name} split {r}",
-                                          tags={**common, "mlflow.parentRunId": parent.info.run_id, "source": name,
-                                                "repeat": str(r), "seed": str(cfg.seed + r)})
-                run_id = child.info.run_id
-                try:
-                    client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in {
-                        "source": name, "repeat": r, "split_seed": cfg.seed + r, "n_weak_learners": cfg.n_weak_learners,
-                        "algorithm": cfg.algorithm, **{f"split.{k}": v for k, v in split_rows[r].items()}}.items()])
-                    points = [Metric("auc", float(v), now, step) for step, v in enumerate(curve, start=1) if np.isfinite(v)]
-                    for start in range(0, len(points), 900):
-                        client.log_batch(run_id, metrics=points[start : start + 900])
-                except BaseException as exc:
-                    client.set_terminated(run_id, run_status(exc))
-                    raise
-                client.set_terminated(run_id)
+                child_tags = {**common, "source": name, "repeat": r, "seed": cfg.seed + r}
+                with tracked_run(tracker, EXPERIMENT, f"{name} split {r}", parent=parent, tags=child_tags) as child:
+                    tracker.log_params(child, {"source": name, "repeat": r, "split_seed": cfg.seed + r,
+                                               "n_weak_learners": cfg.n_weak_learners, "algorithm": cfg.algorithm,
+                                               **{f"split.{k}": v for k, v in split_rows[r].items()}})
+                    tracker.log_curve(child, "auc", curve)
 
 
 def model_hash(path: Path) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from lmtransfer.models.checkpoint import load_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
-from lmtransfer.tracking import log_epoch
+from lmtransfer.tracking import NullTracker, Tracker, git_commit, tracked_run
 from lmtransfer.training.data import PatchSet
 from lmtransfer.training.train import TrainConfig, predict, train_model
 from lmtransfer.transfer.boosting import BoostConfig, case_bootstrap, weighted_auc
@@ -40,8 +40,10 @@ def initial_model(source: str, lm_model: Path, cifar_model: Path, seed: int) -> 
 
 
 def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path, cifar_model: Path, out_dir: Path,
-                 tags: dict | None = None, progress=print) -> dict:
-    """Fine-tune each source in ``params.sources`` and score it on the first split's test cases."""
+                 tags: dict | None = None, progress=print, tracker: Tracker | None = None) -> dict:
+    """Fine-tune each source in ``params.sources`` and score it on the first split's test cases; one
+    ``tracker`` run per source."""
+    tracker = tracker or NullTracker()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_cases, test_cases = repeat_splits(lesions, replace(boost, repeats=1))[0]
@@ -70,11 +72,12 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
         start = time.perf_counter()
         model = initial_model(source, lm_model, cifar_model, params.seed)
         progress(f"fine-tuning {source}: {len(fit)} training patches, {len(val)} validation, {len(test)} test")
-        run = _start_run(source, params, cfg, tags) if params.track else None
-        error: BaseException | None = None
-        try:
-            on_epoch = log_epoch if run else None
-            model, history = train_model(fit, val, cfg, model, on_epoch=on_epoch, progress=progress)
+        run_tags = {"git_commit": git_commit(), "seed": params.seed, "source": source, **{k: str(v) for k, v in (tags or {}).items()}}
+        with tracked_run(tracker, EXPERIMENT, f"finetune {source}", tags=run_tags) as run_id:
+            tracker.log_params(run_id, {"source": source, **{f"finetune.{k}": v for k, v in params.__dict__.items() if k != "sources"},
+                                        "train.lr": cfg.lr, "train.batch_size": cfg.batch_size})
+            model, history = train_model(fit, val, cfg, model, progress=progress,
+                                         on_epoch=lambda epoch, values: tracker.log_metrics(run_id, values, epoch))
             scores = predict(model, test.x, cfg.normaliser)[:, 1]
             auc = float(weighted_auc(scores, test.y, np.ones((1, len(test.y))))[0])
             boot = weighted_auc(scores, test.y, weights)
@@ -85,34 +88,9 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
             history.to_csv(out_dir / f"history_{source}.csv", index=False, float_format="%.5f")
             metrics[f"{source}_test_auc"] = round(auc, 4)
             metrics[f"{source}_test_auc_ci"] = [round(float(lo), 4), round(float(hi), 4)]
-            if run:
-                import mlflow
-
-                mlflow.log_metrics({"test_auc": auc, "test_auc_lo": float(lo), "test_auc_hi": float(hi),
-                                    "seconds": time.perf_counter() - start})
+            tracker.log_metrics(run_id, {"test_auc": auc, "test_auc_lo": float(lo), "test_auc_hi": float(hi),
+                                         "seconds": time.perf_counter() - start})
             progress(f"  {source}: test AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] ({time.perf_counter() - start:.0f} s)")
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if run:
-                import mlflow
-
-                from lmtransfer.tracking import run_status
-
-                mlflow.end_run(status=run_status(error))
     pd.DataFrame(rows).to_csv(out_dir / "finetune.csv", index=False, float_format="%.4f")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-def _start_run(source: str, params, cfg: TrainConfig, tags: dict | None):
-    import mlflow
-
-    from lmtransfer.tracking import git_commit, setup_mlflow
-
-    run = mlflow.start_run(experiment_id=setup_mlflow(EXPERIMENT), run_name=f"finetune {source}")
-    mlflow.log_params({"source": source, **{f"finetune.{k}": v for k, v in params.__dict__.items() if k not in {"sources"}},
-                       "train.lr": cfg.lr, "train.batch_size": cfg.batch_size})
-    mlflow.set_tags({"git_commit": git_commit(), "seed": params.seed, "source": source, **{k: str(v) for k, v in (tags or {}).items()}})
-    return run

@@ -24,7 +24,7 @@ import pandas as pd
 
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, load_cache
 from lmtransfer.parallel import process_pool
-from lmtransfer.tracking import redact_url
+from lmtransfer.tracking import NullTracker, Tracker, git_commit, make_tracker, redact_url
 from lmtransfer.tracking import run_status as _run_status
 from lmtransfer.training.data import class_order, select
 from lmtransfer.training.train import TrainConfig, train_model
@@ -95,7 +95,7 @@ class TuneInputs:
     train: TrainConfig
     class_order_seed: int
     threads: int = 1
-    mlflow_parent: str | None = None
+    parent_run: str | None = None      # the study's tracker run; trials are recorded under it when set
     reuse_caches: tuple[Path, ...] = ()
 
 
@@ -152,7 +152,7 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
     class_names = order[: cfg.landmarks] + ["background"]
     train = select(patches, index, inputs.splits["train"], class_names, "all")
     val = select(patches, index, inputs.splits["val"], class_names, "clean")
-    run = _TrialRun(inputs.mlflow_parent, trial, patch, train_cfg)
+    run = _TrialRun(inputs.parent_run, trial, patch, train_cfg)
     if run.run_id:
         trial.set_user_attr("mlflow_run", run.run_id)
 
@@ -178,38 +178,21 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
 
 
 class _TrialRun:
-    """A nested MLflow run for one trial (through the client, so any worker process can log)."""
+    """A nested tracker run for one trial (by run id, so any worker process can record it)."""
 
     def __init__(self, parent_id: str | None, trial, patch: PatchCacheConfig, train: TrainConfig):
-        self.client = self.run_id = None
-        if parent_id is None:
-            return
-        import mlflow
-
-        from lmtransfer.tracking import setup_mlflow
-
-        experiment_id = setup_mlflow(EXPERIMENT)
-        self.client = mlflow.MlflowClient()
-        run = self.client.create_run(experiment_id, run_name=f"trial-{trial.number:03d}",
-                                     tags={"mlflow.parentRunId": parent_id, "optuna.trial": str(trial.number)})
-        self.run_id = run.info.run_id
-        params = {"patch.fov_mm": patch.fov_mm, **{f"train.{k}": v for k, v in asdict(train).items()}}
-        for key, value in params.items():
-            self.client.log_param(self.run_id, key, value)
+        self.tracker = make_tracker(parent_id is not None)
+        self.run_id = self.tracker.start_run(EXPERIMENT, f"trial-{trial.number:03d}", parent=parent_id,
+                                             tags={"optuna.trial": trial.number}) or None
+        self.tracker.log_params(self.run_id, {"patch.fov_mm": patch.fov_mm, **{f"train.{k}": v for k, v in asdict(train).items()}})
 
     def log_epoch(self, epoch: int, values: dict) -> None:
-        if self.client:
-            for key, value in values.items():
-                self.client.log_metric(self.run_id, key, float(value), step=epoch)
+        self.tracker.log_metrics(self.run_id, values, epoch)
 
     def finish(self, state: str, seconds: float, best: float | None = None, status: str | None = None) -> None:
-        if not self.client:
-            return
-        self.client.set_tag(self.run_id, "state", state)
-        self.client.log_metric(self.run_id, "trial_seconds", seconds)
-        if best is not None:
-            self.client.log_metric(self.run_id, "best_val_top1", best)
-        self.client.set_terminated(self.run_id, status or ("FINISHED" if state != "FAILED" else "FAILED"))
+        self.tracker.set_tags(self.run_id, {"state": state})
+        self.tracker.log_metrics(self.run_id, {"trial_seconds": seconds, "best_val_top1": best})
+        self.tracker.end_run(self.run_id, status or ("FINISHED" if state != "FAILED" else "FAILED"))
 
 
 def process_owner(pid: int | None = None) -> dict:
@@ -233,7 +216,7 @@ def _owner_is_gone(owner: dict | None) -> bool:
     return started is None or (owner.get("started") is not None and started != owner["started"])
 
 
-def recover_dead_trials(study, track: bool = True) -> list[int]:
+def recover_dead_trials(study, tracker: Tracker | None = None) -> list[int]:
     """Trials left RUNNING by a killed process of this machine are failed at once (not after the
     heartbeat's grace period) and queued again with the same parameters; the MLflow runs of failed
     trials that are still RUNNING are marked KILLED. Returns the numbers of the recovered trials."""
@@ -245,22 +228,12 @@ def recover_dead_trials(study, track: bool = True) -> list[int]:
             if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
                 recovered.append(trial.number)
-    if track:
-        import mlflow
-
-        from lmtransfer.tracking import setup_mlflow
-
-        setup_mlflow(EXPERIMENT)  # the project's store, not MLflow's default
-        client = mlflow.MlflowClient()
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            run_id = trial.user_attrs.get("mlflow_run")
-            if run_id:
-                try:
-                    if client.get_run(run_id).info.status == "RUNNING":
-                        client.set_tag(run_id, "state", "KILLED")
-                        client.set_terminated(run_id, "KILLED")
-                except mlflow.exceptions.MlflowException:
-                    pass  # the tracking store was reset
+    tracker = tracker or NullTracker()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        run_id = trial.user_attrs.get("mlflow_run")
+        if run_id and tracker.status(run_id) == "RUNNING":
+            tracker.set_tags(run_id, {"state": "KILLED"})
+            tracker.end_run(run_id, "KILLED")
     return recovered
 
 
@@ -334,18 +307,19 @@ def finished(study) -> int:
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials(deepcopy=False))
 
 
-def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, track: bool = True) -> dict:
+def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, tracker: Tracker | None = None) -> dict:
     """Run (or resume) the study with ``workers`` processes until ``n_trials`` trials have finished
     or ``timeout_s`` passed; write the reports; return the summary."""
     study = open_study(cfg)
-    recovered = recover_dead_trials(study, track)
+    tracker = tracker or NullTracker()
+    recovered = recover_dead_trials(study, tracker)
     if recovered:
         print(f"trial(s) {recovered} were left running by a killed process: failed and queued again")
     already = finished(study)
     print(f"study {cfg.study_name!r} at {redact_url(cfg.storage)}: {already} of {cfg.n_trials} trials finished before this run")
-    parent = _parent_run(study, cfg, inputs) if track else None
+    parent = _parent_run(tracker, study, cfg, inputs) if tracker.enabled else None
     threads = max(1, (os.cpu_count() or 1) // workers)
-    inputs = replace(inputs, threads=threads, mlflow_parent=parent)
+    inputs = replace(inputs, threads=threads, parent_run=parent)
     start = time.perf_counter()
     try:
         if already < cfg.n_trials:
@@ -356,16 +330,14 @@ def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, track: bool
                     list(pool.map(_worker, [cfg] * workers, [inputs] * workers, range(workers)))
     except BaseException as exc:
         if parent:
-            import mlflow
-
-            mlflow.MlflowClient().set_terminated(parent, _run_status(exc))
+            tracker.end_run(parent, _run_status(exc))
         raise
     study = open_study(cfg)
     summary = write_reports(study, cfg.reports)
     summary["wall_seconds_this_run"] = round(time.perf_counter() - start, 1)
     (Path(cfg.reports) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if parent:
-        _finish_parent(parent, cfg, summary)
+        _finish_parent(tracker, parent, cfg, summary)
     return summary
 
 
@@ -445,31 +417,18 @@ def _optuna_plots(study, out_dir: Path) -> None:
         plt.close(ax.figure)
 
 
-def _parent_run(study, cfg: TuneConfig, inputs: TuneInputs) -> str:
-    """The study's MLflow run. Its id is kept in the study itself, so a resumed study logs into the
-    same run and a new study of the same name gets a new one."""
-    import mlflow
-
-    from lmtransfer.tracking import git_commit, redact_url, setup_mlflow
-
-    experiment_id = setup_mlflow(EXPERIMENT)
-    client = mlflow.MlflowClient()
+def _parent_run(tracker: Tracker, study, cfg: TuneConfig, inputs: TuneInputs) -> str:
+    """The study's run. Its id is kept in the study itself, so a resumed study records into the same
+    run (reopened) and a new study of the same name gets a new one."""
     known = study.user_attrs.get("mlflow_parent_run")
-    if known:
-        try:
-            if client.get_run(known).info.status != "RUNNING":
-                client.update_run(known, status="RUNNING")  # resumed after an interruption
-            return known
-        except mlflow.exceptions.MlflowException:
-            pass  # the tracking store was reset: start a new parent run
-    run = client.create_run(experiment_id, run_name=f"study-{cfg.study_name}",
-                            tags={"optuna_study": cfg.study_name, "optuna_storage": redact_url(cfg.storage), "git_commit": git_commit(),
-                                  "seed": str(cfg.seed), "data.manifest_sha256": file_hash(inputs.manifest),
-                                  "data.splits_sha256": _splits_hash(inputs.splits)})
-    for key, value in asdict(cfg).items():
-        client.log_param(run.info.run_id, f"tune.{key}", redact_url(value) if key == "storage" else value)
-    study.set_user_attr("mlflow_parent_run", run.info.run_id)
-    return run.info.run_id
+    if known and tracker.reopen(known):
+        return known
+    run_id = tracker.start_run(EXPERIMENT, f"study-{cfg.study_name}", tags={
+        "optuna_study": cfg.study_name, "optuna_storage": redact_url(cfg.storage), "git_commit": git_commit(), "seed": cfg.seed,
+        "data.manifest_sha256": file_hash(inputs.manifest), "data.splits_sha256": _splits_hash(inputs.splits)})
+    tracker.log_params(run_id, {f"tune.{k}": redact_url(v) if k == "storage" else v for k, v in asdict(cfg).items()})
+    study.set_user_attr("mlflow_parent_run", run_id)
+    return run_id
 
 
 def _splits_hash(splits: dict) -> str:
@@ -479,14 +438,9 @@ def _splits_hash(splits: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _finish_parent(run_id: str, cfg: TuneConfig, summary: dict) -> None:
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    for key in ("trials", "complete", "pruned", "failed", "best_val_top1"):
-        if summary.get(key) is not None:
-            client.log_metric(run_id, key, float(summary[key]))
-    for key, value in summary.get("best_params", {}).items():
-        client.set_tag(run_id, f"best.{key}", str(value))
-    client.log_artifacts(run_id, str(cfg.reports), artifact_path="study")
-    client.set_terminated(run_id, "FINISHED")
+def _finish_parent(tracker: Tracker, run_id: str, cfg: TuneConfig, summary: dict) -> None:
+    tracker.log_metrics(run_id, {k: float(summary[k]) for k in ("trials", "complete", "pruned", "failed", "best_val_top1")
+                                 if summary.get(k) is not None})
+    tracker.set_tags(run_id, {f"best.{k}": v for k, v in summary.get("best_params", {}).items()})
+    tracker.log_artifacts(run_id, Path(cfg.reports), artifact_path="study")
+    tracker.end_run(run_id, "FINISHED")
