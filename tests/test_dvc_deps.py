@@ -6,17 +6,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmtransfer.provenance import PACKAGE_ROOT, imported_modules, module_closure
+from lmtransfer.provenance import PACKAGE_ROOT, module_closure, module_file
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-CLI = {node.name: node for node in ast.parse((PACKAGE_ROOT / "cli.py").read_text()).body if isinstance(node, ast.FunctionDef)}
+# config.py only parses and checks params.yaml (DVC tracks the values themselves) and imports every
+# stage for their params dataclasses: followed, it would make every stage depend on all the code.
+NOT_FOLLOWED = ("lmtransfer.config",)
 
 
 def stage_code(stage: dict) -> list[Path]:
-    """Source files the stage's `lmtransfer SUBCOMMAND` imports (its cmd_ function's imports, transitively)."""
-    subcommand = stage["cmd"].split()[1].replace("-", "_")
-    return module_closure(imported_modules(CLI[f"cmd_{subcommand}"]))
+    """Source files of the stage module behind `lmtransfer SUBCOMMAND` and all it imports, transitively."""
+    module = "lmtransfer.stages." + stage["cmd"].split()[1].replace("-", "_")
+    assert module_file(module), f"{stage['cmd']}: no stage module {module}"
+    return module_closure([module], exclude=NOT_FOLLOWED)
 
 
 def _is_code_free(init: Path) -> bool:

@@ -13,6 +13,16 @@ from lmtransfer.detection.run import DetectEvalParams
 from lmtransfer.phantoms.head_mra import PhantomMRAConfig
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
 from lmtransfer.sampling.cache import PatchCacheConfig
+from lmtransfer.stages.cifar_pretrain import CifarParams
+from lmtransfer.stages.finetune import FinetuneParams
+from lmtransfer.stages.ingest import IngestParams
+from lmtransfer.stages.lesion_patches import LesionParams
+from lmtransfer.stages.patches import PatchesParams, SplitParams
+from lmtransfer.stages.phantom_ct import PhantomCTParams
+from lmtransfer.stages.phantom_mra import PhantomMRAParams
+from lmtransfer.stages.pretrain import PretrainParams
+from lmtransfer.stages.transfer import TransferParams
+from lmtransfer.stages.vessels import VesselsParams
 from lmtransfer.training.train import TrainConfig
 from lmtransfer.transfer.boosting import BoostConfig
 from lmtransfer.transfer.cifar import CifarConfig
@@ -20,121 +30,8 @@ from lmtransfer.transfer.lesions import LesionPatchConfig
 from lmtransfer.transfer.vessels import VesselConfig
 from lmtransfer.tuning.search import TuneConfig
 
-
 class ConfigError(ValueError):
     """``params.yaml`` is missing, malformed or has unknown keys; the message says which."""
-
-
-@dataclass(frozen=True)
-class PhantomCTParams:
-    phantom: PhantomCTConfig = field(default_factory=PhantomCTConfig)
-    out_dir: Path = Path("data/phantom_ct")
-    workers: int = 2
-    preview_cases: tuple[int, ...] = (0,)
-
-
-@dataclass(frozen=True)
-class IngestParams:
-    images: Path = Path("data/phantom_ct/images")
-    landmarks: tuple[Path, ...] = (Path("data/phantom_ct/landmarks"),)
-    out_dir: Path = Path("data/manifest")
-    verify_voxels: bool = True
-    workers: int = 2
-    strict: bool = False
-    max_voxels: int = 800_000_000   # volumes declaring more are refused from the header
-
-
-@dataclass(frozen=True)
-class PatchesParams:
-    patch: PatchCacheConfig = field(default_factory=PatchCacheConfig)
-    manifest: Path = Path("data/manifest/manifest.csv")
-    out_dir: Path = Path("data/patches")
-    workers: int = 2
-
-
-@dataclass(frozen=True)
-class SplitParams:
-    fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
-    seed: int = 0
-    out: Path = Path("data/splits.json")
-
-
-@dataclass(frozen=True)
-class PretrainParams:
-    train: TrainConfig = field(default_factory=TrainConfig)
-    class_order_seed: int = 0
-    track: bool = True
-
-
-@dataclass(frozen=True)
-class PhantomMRAParams:
-    phantom: PhantomMRAConfig = field(default_factory=PhantomMRAConfig)
-    out_dir: Path = Path("data/phantom_mra")
-    workers: int = 2
-    preview_cases: tuple[int, ...] = (0,)
-
-
-@dataclass(frozen=True)
-class VesselsParams:
-    vessel: VesselConfig = field(default_factory=VesselConfig)
-    images: Path = Path("data/phantom_mra/images")
-    truth: Path = Path("data/phantom_mra/labels")   # scored when present (phantom labels 5, 6)
-    out_dir: Path = Path("data/vessels")
-    reports: Path = Path("reports/vessels")
-    workers: int = 2
-
-
-@dataclass(frozen=True)
-class LesionParams:
-    patch: LesionPatchConfig = field(default_factory=LesionPatchConfig)
-    source: str = "phantom"                      # phantom | medmnist | luna16
-    phantom_dir: Path = Path("data/phantom_mra")
-    vessels_dir: Path = Path("data/vessels")
-    medmnist_npz: str = ""                       # a MedMNIST 3D .npz (lesion.source: medmnist)
-    medmnist_positive_labels: tuple[int, ...] = (1,)
-    luna_dir: str = ""                           # folder of .mhd/.nii.gz volumes named by seriesuid
-    luna_candidates: str = ""                    # candidates CSV: seriesuid, coordX, coordY, coordZ (world mm), class
-    luna_hu_window: tuple[float, ...] = (-1000.0, 400.0)
-    luna_max_negatives_per_case: int = 40
-    out_dir: Path = Path("data/lesion_patches")
-    workers: int = 2
-
-
-@dataclass(frozen=True)
-class CifarParams:
-    cifar: CifarConfig = field(default_factory=CifarConfig)
-    model: Path = Path("models/cifar_cnn.pt")
-    reports: Path = Path("reports/cifar")
-
-
-@dataclass(frozen=True)
-class TransferParams:
-    boost: BoostConfig = field(default_factory=BoostConfig)
-    lesions: Path = Path("data/lesion_patches")
-    lm_model: Path = Path("models/lm_cnn_lm60.pt")
-    cifar_model: Path = Path("models/cifar_cnn.pt")
-    sources: tuple[str, ...] = ("lm", "cifar", "random")
-    roc_sizes: tuple[int, ...] = (5, 50)
-    out_dir: Path = Path("reports/transfer")
-    threads: int = 2
-    track: bool = True
-
-
-@dataclass(frozen=True)
-class FinetuneParams:
-    enabled: bool = True
-    sources: tuple[str, ...] = ("lm", "cifar", "scratch")
-    max_epochs: int = 15
-    patience: int = 4
-    epoch_patches: int = 4000
-    lr: float = 0.0005
-    weight_decay: float = 0.0001
-    batch_size: int = 64
-    val_fraction: float = 0.15        # of the training cases, for early stopping
-    out_dir: Path = Path("reports/finetune")
-    seed: int = 0
-    threads: int = 2
-    track: bool = True
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,16 @@ def imported_modules(tree: ast.AST) -> set[str]:
     return found
 
 
-def module_closure(modules: Iterable[str]) -> list[Path]:
+def module_closure(modules: Iterable[str], exclude: Iterable[str] = ()) -> list[Path]:
     """Source files of ``modules`` and of every lmtransfer module they import, transitively
-    (packages' ``__init__.py`` included), sorted."""
+    (packages' ``__init__.py`` included), sorted; ``exclude`` modules are neither listed nor followed."""
     seen: dict[str, Path] = {}
     todo = list(modules)
+    skip = set(exclude)
     while todo:
         name = todo.pop()
         path = module_file(name)
-        if name in seen or path is None:
+        if name in seen or name in skip or path is None:
             continue
         seen[name] = path
         parts = name.split(".")

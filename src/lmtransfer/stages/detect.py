@@ -1,0 +1,63 @@
+"""`lmtransfer detect`: find every landmark kind of the landmark CNN in a CT volume; write 3D Slicer markups and CSV."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from lmtransfer.stages import Command, option, stage_params
+
+COMMAND = Command(
+    name="detect",
+    help="find every landmark kind of the landmark CNN in a CT volume; write 3D Slicer markups and CSV",
+    description=(
+        "Coarse grid inside the body, then refinement around the best responses; per landmark kind the best "
+        "position (LPS mm) and its probability, or 'not found' under detect.min_probability."
+    ),
+    options=(
+        option("volume", help="CT volume in HU: NIfTI, NRRD, MHA/MHD, or a DICOM series folder"),
+        option("--model", help="landmark CNN checkpoint (default: detect.model, models/lm_cnn_lm60.pt)"),
+        option("--out", help="markups file to write (default: <volume>_landmarks.mrk.json here)"),
+        option("--csv", help="CSV to write (default: beside the markups file)"),
+        option("--shape", help="landmark shape model that vets detections (default: detect.shape_model, models/landmark_shape.json, when it exists)"),
+        option("--no-shape", action="store_true", help="no shape check: each kind takes its most probable position"),
+        option("--min-probability", type=float, help="threshold under which a landmark is 'not found'"),
+        option("--params", default="params.yaml", help="parameter file (section detect; defaults when absent)"),
+        option("--quiet", action="store_true", help="no progress bar, no per-landmark listing"),
+    ),
+)
+
+
+def run(args) -> int:
+    """Run the subcommand with the parsed command line; the exit status."""
+    from lmtransfer.detection.detector import LandmarkDetector
+    from lmtransfer.detection.run import DetectEvalParams, write_detections
+    from lmtransfer.detection.shape import ShapeModel
+    from lmtransfer.io.volumes import case_id_from_path
+
+    stage = stage_params(args).detect if Path(args.params).exists() else DetectEvalParams()
+    cfg = stage.detect
+    if args.min_probability is not None:
+        cfg = replace(cfg, min_probability=args.min_probability)
+    model = Path(args.model or stage.model)
+    shape_path = Path(args.shape or stage.shape_model)
+    shape = None
+    if not args.no_shape and (args.shape or shape_path.exists()):
+        shape = ShapeModel.load(shape_path)
+    elif not args.no_shape and not args.quiet:
+        print(f"no landmark shape model at {shape_path} (`dvc repro detect_eval` fits it): each kind takes its most "
+              "probable position, unchecked")
+    detector = LandmarkDetector.from_checkpoint(model, cfg, shape)
+    volume = Path(args.volume)
+    result = detector.detect_file(volume, progress=not args.quiet)
+    markups = Path(args.out or f"{case_id_from_path(volume)}_landmarks.mrk.json")
+    csv_path = Path(args.csv) if args.csv else markups.with_name(markups.name.removesuffix(".mrk.json") + ".csv")
+    write_detections(result, markups, csv_path)
+    if not args.quiet:
+        listing = result.table.sort_values(["found", "z_lps_mm"], ascending=False)  # head to feet, then the missing
+        for row in listing.itertuples():
+            where = f"({row.x_lps_mm:8.1f}, {row.y_lps_mm:8.1f}, {row.z_lps_mm:8.1f})" if row.found else "not found"
+            print(f"  {row.landmark:30s} p={row.probability:.3f}  {where}")
+    print(f"{volume}: {len(result.found)} of {len(result.table)} landmark kinds found (LPS mm) in {result.seconds:.1f} s "
+          f"({result.patches_scored} patches); wrote {markups} and {csv_path}")
+    return 0
