@@ -32,3 +32,13 @@ def test_options_reach_the_runner():
     args = build_parser().parse_args(["phantom-ct", "--n-cases", "3", "--spacing-inplane-mm", "0.7", "--quiet"])
     assert (args.n_cases, args.spacing_inplane_mm, args.quiet, args.params) == (3, 0.7, True, "params.yaml")
     assert args.func is importlib.import_module("lmtransfer.stages.phantom_ct").run
+
+
+def test_main_leaves_the_sigterm_handler_as_it_found_it(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    bad = tmp_path / "params.yaml"
+    bad.write_text("ingest:\n  workers: 0\n")
+    assert main(["ingest", "--params", str(bad)]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before

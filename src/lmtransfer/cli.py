@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     from lmtransfer.transfer.cifar import CifarSourceError
 
     args = build_parser().parse_args(argv)
+    previous = None
     if threading.current_thread() is threading.main_thread():
         # `kill` and DVC's cancel send SIGTERM: unwind like Ctrl-C, so runs are closed as KILLED
-        signal.signal(signal.SIGTERM, _terminated)
+        previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.func(args) or 0)
     except (ConfigError, VolumeReadError, CifarSourceError, FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(exc, (ConfigError, VolumeReadError, CifarSourceError, FileNotFoundError)):
             print(f"lmtransfer {args.command}: (`lmtransfer --debug {args.command} ...` shows where it came from)", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)  # called in-process (tests, notebooks): leave no handler behind
 
 
 if __name__ == "__main__":

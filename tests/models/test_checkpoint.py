@@ -77,3 +77,13 @@ def test_cards_of_earlier_checkpoints_still_load(tmp_path):
     torch.save({"state_dict": model.state_dict(), "card": old_card}, tmp_path / "old.pt")
     _, card = load_checkpoint(tmp_path / "old.pt")
     assert card.class_names == ("a", "background") and card.training_data == {}
+
+
+def test_same_weights_same_bytes_whatever_the_file_name(tmp_path):
+    """The archive inside a .pt is named after the file it is written to; saving goes through a temporary
+    file, so the bytes must not depend on that name (DVC hashes them)."""
+    model = MiniVGG(2, depth=2, width=8, feature_dim=16)
+    card = model_card(model, ["a", "background"], PatchCacheConfig(), TrainConfig())
+    save_checkpoint(tmp_path / "one.pt", model, card)
+    save_checkpoint(tmp_path / "other_name.pt", model, card)
+    assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "other_name.pt").read_bytes()

@@ -92,7 +92,10 @@ def save_checkpoint(path: Path, model: nn.Module, card: ModelCard) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".tmp_{os.getpid()}_{path.name}")
-    torch.save({"state_dict": model.state_dict(), "card": card.to_dict()}, temporary)
+    # through a file object: torch names the archive's root folder after a path, so a temporary
+    # name would change the bytes; a file object gets a fixed root and the same bytes every run
+    with open(temporary, "wb") as handle:
+        torch.save({"state_dict": model.state_dict(), "card": card.to_dict()}, handle)
     os.replace(temporary, path)
 
 
