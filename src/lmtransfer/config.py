@@ -10,6 +10,7 @@ import yaml
 
 from lmtransfer.detection.detector import DetectConfig
 from lmtransfer.detection.run import DetectEvalParams
+from lmtransfer.devices import ComputeParams
 from lmtransfer.phantoms.head_mra import PhantomMRAConfig
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
 from lmtransfer.sampling.cache import PatchCacheConfig
@@ -49,6 +50,7 @@ class Params:
     transfer: TransferParams = field(default_factory=TransferParams)
     finetune: FinetuneParams = field(default_factory=FinetuneParams)
     detect: DetectEvalParams = field(default_factory=DetectEvalParams)
+    compute: ComputeParams = field(default_factory=ComputeParams)
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -148,6 +150,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         "transfer": _nested(TransferParams, "boost", BoostConfig, sections.pop("transfer", {}), f"{path}: transfer"),
         "finetune": _build(FinetuneParams, sections.pop("finetune", {}) or {}, f"{path}: finetune"),
         "detect": _nested(DetectEvalParams, "detect", DetectConfig, sections.pop("detect", {}), f"{path}: detect"),
+        "compute": _build(ComputeParams, sections.pop("compute", {}) or {}, f"{path}: compute"),
     }
     if later["lesion"].source not in {"phantom", "medmnist", "luna16"}:
         raise ConfigError(f"{path}: lesion.source must be phantom, medmnist or luna16, got {later['lesion'].source!r}")

@@ -62,7 +62,7 @@ def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
     (tmp_path / "model.pt").write_bytes(b"weights")
     made = []
 
-    def stand_in(path, config, shape):
+    def stand_in(path, config, shape, device="cpu"):
         made.append(shape)
         return LandmarkDetector(CentreIntensityNet(), CARD, config, shape)
 

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from lmtransfer.detection.body import body_mask, grid_points
 from lmtransfer.detection.shape import ShapeModel
+from lmtransfer.devices import autocast, to_device
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.volumes import read_volume
 from lmtransfer.models.checkpoint import ModelCard, load_checkpoint
@@ -95,8 +96,10 @@ class LandmarkDetector:
         config: search settings.
     """
 
-    def __init__(self, model: MiniVGG, card: ModelCard, config: DetectConfig | None = None, shape: ShapeModel | None = None):
-        self.model, self.card = _inference_model(model), card
+    def __init__(self, model: MiniVGG, card: ModelCard, config: DetectConfig | None = None, shape: ShapeModel | None = None,
+                 device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.model, self.card = _inference_model(model).to(self.device), card
         self.config = config or DetectConfig()
         self.class_names: list[str] = list(card.class_names)
         self.landmarks = [i for i, name in enumerate(self.class_names) if name != BACKGROUND]
@@ -105,14 +108,15 @@ class LandmarkDetector:
         self.shape = shape.subset([self.class_names[c] for c in self.landmarks]) if shape is not None else None
 
     @classmethod
-    def from_checkpoint(cls, path: Path, config: DetectConfig | None = None, shape: ShapeModel | None = None) -> LandmarkDetector:
+    def from_checkpoint(cls, path: Path, config: DetectConfig | None = None, shape: ShapeModel | None = None,
+                        device: torch.device | str = "cpu") -> LandmarkDetector:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: landmark model not found; `dvc repro pretrain_60` trains it")
         model, card = load_checkpoint(path)
         if BACKGROUND not in card.class_names:
             raise ValueError(f"{path}: the model has no background class, so it cannot say where no landmark is")
-        return cls(model, card, config, shape)
+        return cls(model, card, config, shape, device)
 
     def detect_file(self, path: Path, progress: bool = True) -> DetectionResult:
         """Read a volume (any format :func:`read_volume` takes) and detect its landmarks.
@@ -223,7 +227,9 @@ class _Scorer:
                 x = pending.result()
                 if number + 1 < len(batches):
                     pending = pool.submit(self._cut, batches[number + 1])
-                out.append(torch.softmax(self.detector.model(x), dim=1).numpy())
+                x = to_device(x, self.detector.device)
+                with autocast(self.detector.device):
+                    out.append(torch.softmax(self.detector.model(x).float(), dim=1).cpu().numpy())
                 self.bar.update(len(x))
         self.count += len(centres_lps_mm)
         return np.concatenate(out) if out else np.zeros((0, len(self.detector.class_names)), dtype=np.float32)

@@ -63,7 +63,8 @@ def read_detections(csv_path: Path) -> pd.DataFrame:
     return table
 
 
-def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict | None = None, tracker: Tracker | None = None) -> dict:
+def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict | None = None, tracker: Tracker | None = None,
+                    device="cpu") -> dict:
     """Detect on the cases of ``params.split``; write metrics, tables, figures; record a run with ``tracker``."""
     from lmtransfer.detection.plots import error_boxplot, overlay
 
@@ -82,7 +83,7 @@ def run_detect_eval(params: DetectEvalParams, progress: bool = True, tags: dict 
     if without:
         raise ValueError(f"{params.truth}: no landmark truth for case(s) {without}")
     shape = fit_shape_model(params.manifest, list(splits.get("train", [])), params.shape_model)
-    detector = LandmarkDetector.from_checkpoint(_need(params.model, "run `dvc repro pretrain_60`"), params.detect, shape)
+    detector = LandmarkDetector.from_checkpoint(_need(params.model, "run `dvc repro pretrain_60`"), params.detect, shape, device)
     folder = _detections_folder(params)
 
     scored, seconds = [], []

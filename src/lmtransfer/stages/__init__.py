@@ -31,6 +31,13 @@ class Command:
     options: tuple[tuple[tuple[str, ...], dict[str, Any]], ...]
 
 
+def stage_device(args, params):
+    """The resolved device: ``--device`` when given, else ``compute.device`` of params.yaml."""
+    from lmtransfer.devices import resolve_device
+
+    return resolve_device(getattr(args, "device", None) or params.compute.device)
+
+
 def stage_params(args):
     """The validated ``params.yaml`` named by ``--params`` (imported late: config imports the stages)."""
     from lmtransfer.config import load_params

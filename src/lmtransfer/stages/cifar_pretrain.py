@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, option, stage_device, stage_params
 from lmtransfer.transfer.cifar import CifarConfig
 
 COMMAND = Command(
@@ -20,6 +20,7 @@ COMMAND = Command(
     options=(
         option("--params", default="params.yaml", help="parameter file (sections cifar, pretrain)"),
         option("--model", help="checkpoint to write (default models/cifar_cnn.pt)"),
+        option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
 )
 
@@ -45,7 +46,7 @@ def run(args) -> int:
     architecture = {"depth": arch.depth, "width": arch.width, "convs_per_block": arch.convs_per_block,
                     "feature_dim": arch.feature_dim, "dropout": arch.dropout}
     start = time.perf_counter()
-    model, history, test_top1 = pretrain_cifar(data, architecture, stage.cifar)
+    model, history, test_top1 = pretrain_cifar(data, architecture, stage.cifar, device=stage_device(args, params))
     model_path = Path(args.model or stage.model)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     card = ModelCard(architecture="mini-VGG", config=dict(model.config), class_names=tuple(LABEL_NAMES[: model.config["n_classes"]]),

@@ -24,6 +24,7 @@ COMMAND = Command(
         option("--min-probability", type=float, help="threshold under which a landmark is 'not found'"),
         option("--params", default="params.yaml", help="parameter file (section detect; defaults when absent)"),
         option("--quiet", action="store_true", help="no progress bar, no per-landmark listing"),
+        option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
 )
 
@@ -33,9 +34,11 @@ def run(args) -> int:
     from lmtransfer.detection.detector import LandmarkDetector
     from lmtransfer.detection.run import DetectEvalParams, write_detections
     from lmtransfer.detection.shape import ShapeModel
+    from lmtransfer.devices import resolve_device
     from lmtransfer.io.volumes import case_id_from_path
 
-    stage = stage_params(args).detect if Path(args.params).exists() else DetectEvalParams()
+    params = stage_params(args) if Path(args.params).exists() else None
+    stage = params.detect if params else DetectEvalParams()
     cfg = stage.detect
     if args.min_probability is not None:
         cfg = replace(cfg, min_probability=args.min_probability)
@@ -47,7 +50,8 @@ def run(args) -> int:
     elif not args.no_shape and not args.quiet:
         print(f"no landmark shape model at {shape_path} (`dvc repro detect_eval` fits it): each kind takes its most "
               "probable position, unchecked")
-    detector = LandmarkDetector.from_checkpoint(model, cfg, shape)
+    device = resolve_device(args.device or (params.compute.device if params else "auto"))
+    detector = LandmarkDetector.from_checkpoint(model, cfg, shape, device)
     volume = Path(args.volume)
     result = detector.detect_file(volume, progress=not args.quiet)
     markups = Path(args.out or f"{case_id_from_path(volume)}_landmarks.mrk.json")

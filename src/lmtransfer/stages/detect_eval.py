@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, option, stage_device, stage_params
 
 COMMAND = Command(
     name="detect-eval",
@@ -19,6 +19,7 @@ COMMAND = Command(
         option("--max-cases", type=int, help="evaluate only the first N cases of the split"),
         option("--out", help="report folder"),
         option("--quiet", action="store_true", help="no progress bars"),
+        option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
 )
 
@@ -28,9 +29,11 @@ def run(args) -> int:
     from lmtransfer.detection.run import run_detect_eval
     from lmtransfer.tracking import make_tracker
 
-    stage = stage_params(args).detect
+    params = stage_params(args)
+    stage = params.detect
     overrides = {k: v for k, v in {"max_cases": args.max_cases, "out_dir": Path(args.out) if args.out else None}.items() if v is not None}
-    metrics = run_detect_eval(replace(stage, **overrides), progress=not args.quiet, tracker=make_tracker(stage.track))
+    metrics = run_detect_eval(replace(stage, **overrides), progress=not args.quiet, tracker=make_tracker(stage.track),
+                              device=stage_device(args, params))
     print(f"detection on {metrics['cases']} {stage.split} cases: median error {metrics['median_error_mm']} mm, "
           f"90th percentile {metrics['p90_error_mm']} mm, detection rate {metrics['detection_rate']}, "
           f"false detections {metrics['false_detections']} of {metrics['landmarks_absent']} absent, "

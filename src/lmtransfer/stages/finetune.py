@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, option, stage_device, stage_params
 from lmtransfer.stages.transfer import lesion_tags
 
 COMMAND = Command(
@@ -19,6 +19,7 @@ COMMAND = Command(
     options=(
         option("--params", default="params.yaml", help="parameter file (sections finetune, transfer)"),
         option("--out", help="report folder"),
+        option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
 )
 
@@ -58,6 +59,7 @@ def run(args) -> int:
         return 0
     lesion_dir = Path(transfer.lesions)
     metrics = run_finetune(load_lesion_set(lesion_dir), stage, transfer.boost, transfer.lm_model, transfer.cifar_model, out_dir,
-                           tags=lesion_tags(lesion_dir, transfer), tracker=make_tracker(stage.track))
+                           tags=lesion_tags(lesion_dir, transfer), tracker=make_tracker(stage.track),
+                           device=stage_device(args, params))
     print("fine-tuned test AUC: " + ", ".join(f"{s} {metrics[f'{s}_test_auc']:.3f}" for s in stage.sources))
     return 0

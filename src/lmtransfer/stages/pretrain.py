@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, option, stage_device, stage_params
 from lmtransfer.training.train import TrainConfig
 
 COMMAND = Command(
@@ -27,6 +27,7 @@ COMMAND = Command(
         option("--splits", help="case splits JSON"),
         option("--model", help="checkpoint to write (default models/lm_cnn_NAME.pt)"),
         option("--reports", help="report folder (default reports/pretrain/NAME)"),
+        option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
 )
 
@@ -47,6 +48,7 @@ def run(args) -> int:
     from lmtransfer.training.pretrain import run_step
 
     params = stage_params(args)
+    device = stage_device(args, params)  # a missing GPU is named before any work
     cache_dir = Path(args.cache or params.patches.out_dir)
     split_path = Path(args.splits or params.split.out)
     if not (cache_dir / "patches.npy").exists():
@@ -57,7 +59,7 @@ def run(args) -> int:
     result = run_step(
         name, args.landmarks, cache_dir, splits, params.patches.patch, params.pretrain.train, params.pretrain.class_order_seed,
         Path(args.reports or f"reports/pretrain/{name}"), Path(args.model or f"models/lm_cnn_{name}.pt"),
-        Path(args.init) if args.init else None, tracker=make_tracker(params.pretrain.track),
+        Path(args.init) if args.init else None, tracker=make_tracker(params.pretrain.track), device=device,
         tags={"data_hash": cache_info["manifest_hash"], "patch_cache_key": cache_info["key"], "splits_hash": file_hash(split_path)},
     )
     print(f"{name}: test top-1 {result.test['top1']:.4f}, top-5 {result.test['top5']:.4f}, balanced {result.test['balanced_accuracy']:.4f} "

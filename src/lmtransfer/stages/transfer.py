@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, option, stage_device, stage_params
 from lmtransfer.transfer.boosting import BoostConfig
 
 COMMAND = Command(
@@ -20,6 +20,7 @@ COMMAND = Command(
         option("--params", default="params.yaml", help="parameter file (section transfer)"),
         option("--lesions", help="lesion patch folder"),
         option("--out", help="report folder"),
+        option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
 )
 
@@ -58,12 +59,14 @@ def run(args) -> int:
     from lmtransfer.transfer.features import load_sources
     from lmtransfer.transfer.lesions import load_lesion_set
 
-    params = stage_params(args).transfer
+    everything = stage_params(args)
+    params = everything.transfer
     lesion_dir = Path(args.lesions or params.lesions)
     lesions = load_lesion_set(lesion_dir)
     models = load_sources(params.lm_model, params.cifar_model, tuple(params.sources), params.boost.seed)
     metrics = run_transfer(lesions, models, params.boost, Path(args.out or params.out_dir), params.threads,
-                           make_tracker(params.track), lesion_tags(lesion_dir, params), tuple(params.roc_sizes))
+                           make_tracker(params.track), lesion_tags(lesion_dir, params), tuple(params.roc_sizes),
+                           device=stage_device(args, everything))
     n = params.boost.n_weak_learners
     for name in params.sources:
         parts = [f"{k}: {metrics[f'{name}_auc_at_{k}']:.3f}" for k in ("5", "10", "50", "all") if f"{name}_auc_at_{k}" in metrics]

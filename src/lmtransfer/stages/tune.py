@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, option, stage_device, stage_params
 
 COMMAND = Command(
     name="tune",
@@ -26,6 +26,7 @@ COMMAND = Command(
         option("--storage", help="Optuna RDB URL (overrides tune.storage), e.g. postgresql://user@host/db"),
         option("--study-name", help="study name (overrides tune.study_name)"),
         option("--dry-run", action="store_true", help="do not write the best setting into params.yaml"),
+        option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
 )
 
@@ -47,7 +48,8 @@ def run(args) -> int:
         if not needed.exists():
             raise FileNotFoundError(f"{needed}: not found; run `dvc repro patches` first (make tune does)")
     inputs = TuneInputs(manifest, json.loads(split_path.read_text()), params.patches.patch, params.pretrain.train,
-                        params.pretrain.class_order_seed, reuse_caches=(Path(params.patches.out_dir),))
+                        params.pretrain.class_order_seed, reuse_caches=(Path(params.patches.out_dir),),
+                        device=str(stage_device(args, params)))
     summary = run_study(cfg, inputs, workers=args.workers, tracker=make_tracker(params.pretrain.track))
     print(f"trials: {summary['trials']} ({summary['complete']} complete, {summary['pruned']} pruned, {summary['failed']} failed); "
           f"reports in {cfg.reports}")

@@ -50,7 +50,7 @@ def model_card(model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, 
 def run_step(
     name: str, n_landmarks: int, cache_dir: Path, splits: dict, patch: PatchCacheConfig, cfg: TrainConfig,
     order_seed: int, out_dir: Path, model_path: Path, init_path: Path | None = None, tracker: Tracker | None = None,
-    tags: dict | None = None,
+    tags: dict | None = None, device: torch.device | str = "cpu",
 ) -> StepResult:
     """Train and evaluate the ``n_landmarks`` + 1 class model; write its reports and checkpoint, and
     record the run with ``tracker`` (none: nothing recorded)."""
@@ -84,8 +84,10 @@ def run_step(
     tags = {"git_commit": git_commit(), "seed": cfg.seed, "stage": name, "route": "expansion" if init_path else "scratch", **(tags or {})}
     with tracked_run(tracker, EXPERIMENT, name, tags=tags) as run_id:
         tracker.log_params(run_id, params)
-        model, history = train_model(train, val, cfg, init, on_epoch=lambda epoch, values: tracker.log_metrics(run_id, values, epoch))
-        scores = predict(model, test.x, cfg.normaliser)
+        model, history = train_model(train, val, cfg, init, on_epoch=lambda epoch, values: tracker.log_metrics(run_id, values, epoch),
+                                     device=device)
+        scores = predict(model.to(device), test.x, cfg.normaliser, device=device)
+        model = model.cpu()
         summary = summarise(scores, test.y, class_names)
         matrix = _confusion(scores, test)
         confused = most_confused(matrix, class_names)

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lmtransfer.devices import autocast, grad_scaler, prepare, to_device
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.training.data import Normaliser, PatchSet, augment_intensity, balanced_weights
 
@@ -46,14 +47,17 @@ class TrainConfig:
         return MiniVGG(n_classes, self.depth, self.width, self.convs_per_block, 3, pixels, self.feature_dim, self.dropout)
 
 
-def predict(model: nn.Module, x_hu: np.ndarray, normaliser: Normaliser, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities ``(n, n_classes)`` for int16 HU patches ``(n, 3, P, P)``."""
+def predict(model: nn.Module, x_hu: np.ndarray, normaliser: Normaliser, batch_size: int = 512,
+            device: torch.device | str = "cpu") -> np.ndarray:
+    """Class probabilities ``(n, n_classes)`` for int16 HU patches ``(n, 3, P, P)``, computed on ``device``
+    (where the model is)."""
+    device = torch.device(device)
     model.eval()
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device):
         for start in range(0, len(x_hu), batch_size):
-            batch = normaliser(torch.from_numpy(np.array(x_hu[start : start + batch_size])))
-            out.append(torch.softmax(model(batch), dim=1).numpy())
+            batch = to_device(normaliser(torch.from_numpy(np.array(x_hu[start : start + batch_size]))), device)
+            out.append(torch.softmax(model(batch).float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -64,23 +68,30 @@ def train_model(
     model: MiniVGG | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
     progress: Callable[[str], None] | None = print,
+    device: torch.device | str = "cpu",
 ) -> tuple[MiniVGG, pd.DataFrame]:
-    """Train with early stopping on validation top-1; returns the best model and the per-epoch history.
+    """Train with early stopping on validation top-1; returns the best model (on the CPU) and the
+    per-epoch history.
 
     ``on_epoch(epoch, values)`` is called after every epoch (MLflow logging, Optuna pruning);
-    it may raise to stop training.
+    it may raise to stop training. ``device``: where the network runs (see :mod:`lmtransfer.devices`);
+    the draws and augmentation stay on the CPU, so every device sees the same batches.
     """
+    device = torch.device(device)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     generator = torch.Generator().manual_seed(cfg.seed)
     n_classes = len(train.class_names)
     pixels = train.x.shape[-1]
-    model = model if model is not None else cfg.build(n_classes, pixels)
+    model = prepare(model if model is not None else cfg.build(n_classes, pixels), device)
+    scaler = grad_scaler(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.max_epochs)
     loss_fn = nn.CrossEntropyLoss()
     weights = torch.from_numpy(balanced_weights(train.y))
     x_train, y_train = torch.from_numpy(np.array(train.x)), torch.from_numpy(np.array(train.y))
+    if device.type == "cuda":
+        x_train = x_train.pin_memory()
     normalise = cfg.normaliser
     best_top1, best_state, best_epoch, history = -1.0, None, 0, []
     for epoch in range(1, cfg.max_epochs + 1):
@@ -90,17 +101,24 @@ def train_model(
         total_loss = correct = seen = 0
         for batch in draws.split(cfg.batch_size):
             x = augment_intensity(x_train[batch], generator, cfg.intensity_scale, cfg.intensity_shift_hu)
-            logits = model(normalise(x))
-            loss = loss_fn(logits, y_train[batch])
+            y = to_device(y_train[batch], device)
+            with autocast(device):
+                logits = model(to_device(normalise(x), device))
+                loss = loss_fn(logits, y)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+            else:
+                loss.backward()
+                optimiser.step()
             total_loss += loss.item() * len(batch)
-            correct += int((logits.argmax(1) == y_train[batch]).sum())
+            correct += int((logits.argmax(1) == y).sum())
             seen += len(batch)
         scheduler.step()
         train_seconds = time.perf_counter() - start
-        scores = predict(model, val.x, normalise)
+        scores = predict(model, val.x, normalise, device=device)
         val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(scores).clamp_min(1e-12)), torch.as_tensor(np.array(val.y))))
         val_top1 = float((scores.argmax(1) == val.y).mean())
         values = {"train_loss": total_loss / seen, "train_top1": correct / seen, "val_loss": val_loss, "val_top1": val_top1,
@@ -116,6 +134,7 @@ def train_model(
         if epoch - best_epoch >= cfg.patience:
             break
     model.load_state_dict(best_state)
+    model = model.to("cpu", memory_format=torch.contiguous_format)
     # patches/s went to ``on_epoch`` and the console; the history is a result and stays free of timing
     frame = pd.DataFrame(history).drop(columns="patches_per_second")
     frame["best"] = frame["epoch"] == best_epoch

@@ -158,7 +158,7 @@ def load_cifar10(cfg: CifarConfig) -> CifarData:
     )
 
 
-def pretrain_cifar(data: CifarData, arch: dict, cfg: CifarConfig, progress=print):
+def pretrain_cifar(data: CifarData, arch: dict, cfg: CifarConfig, progress=print, device="cpu"):
     """Train mini-VGG (architecture ``arch``: depth, width, convs_per_block, feature_dim, dropout) on CIFAR-10.
 
     Returns the model, its history and the test accuracy. Images are scaled [0, 255] -> [-1, 1]
@@ -177,7 +177,8 @@ def pretrain_cifar(data: CifarData, arch: dict, cfg: CifarConfig, progress=print
         max_epochs=cfg.max_epochs, patience=cfg.patience, epoch_patches=len(train_idx), intensity_scale=0.1,
         intensity_shift_hu=12.0, seed=cfg.seed, threads=cfg.threads,
     )
-    model, history = train_model(train, val, train_cfg, progress=progress)
-    scores = predict(model, data.x_test, train_cfg.normaliser)
+    model, history = train_model(train, val, train_cfg, progress=progress, device=device)
+    scores = predict(model.to(device), data.x_test, train_cfg.normaliser, device=device)
+    model = model.cpu()
     test_top1 = float((scores.argmax(1) == data.y_test).mean())
     return model, history, test_top1

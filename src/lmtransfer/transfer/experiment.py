@@ -59,7 +59,7 @@ def repeat_splits(lesions: LesionSet, cfg: BoostConfig) -> list[tuple[list[str],
 
 
 def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Path, threads: int = 2, tracker: Tracker | None = None,
-                 tags: dict | None = None, roc_sizes: tuple[int, ...] = (5, 50), progress=print) -> dict:
+                 tags: dict | None = None, roc_sizes: tuple[int, ...] = (5, 50), progress=print, device="cpu") -> dict:
     """Run the whole comparison for the feature extractors ``models`` (name -> MiniVGG); record it
     with ``tracker`` (none: nothing recorded)."""
     start = time.perf_counter()
@@ -68,7 +68,7 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     features = {}
     for name, model in models.items():
         t = time.perf_counter()
-        features[name] = extract_features(model, lesions.x, threads=threads)
+        features[name] = extract_features(model, lesions.x, threads=threads, device=device)
         progress(f"features {name}: {features[name].shape[1]} per patch, {len(lesions.x)} patches ({time.perf_counter() - t:.1f} s)")
     index = lesions.index
     splits = repeat_splits(lesions, cfg)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lmtransfer.devices import prepare, to_device
 from lmtransfer.models.checkpoint import load_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
 
@@ -38,15 +39,17 @@ def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], se
     return {name: models[name] for name in sources}
 
 
-def extract_features(model: MiniVGG, x: np.ndarray, batch_size: int = 512, threads: int = 2) -> np.ndarray:
-    """``model.features`` of patches ``x`` (n, 3, P, P) already in [-1, 1]: (n, feature_dim) float32."""
+def extract_features(model: MiniVGG, x: np.ndarray, batch_size: int = 512, threads: int = 2, device="cpu") -> np.ndarray:
+    """``model.features`` of patches ``x`` (n, 3, P, P) already in [-1, 1]: (n, feature_dim) float32,
+    computed on ``device`` (full precision: the features feed AdaBoost as they are)."""
+    device = torch.device(device)
     torch.set_num_threads(threads)
-    model.eval()
+    model = prepare(model, device).eval()
     out = []
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
-            batch = torch.from_numpy(np.array(x[start : start + batch_size], dtype=np.float32))
-            out.append(model.features(batch).numpy())
+            batch = to_device(torch.from_numpy(np.array(x[start : start + batch_size], dtype=np.float32)), device)
+            out.append(model.features(batch).cpu().numpy())
     features = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
     if not np.isfinite(features).all():
         raise ValueError("the CNN produced NaN or infinite features: check the patches and the checkpoint")

@@ -40,7 +40,7 @@ def initial_model(source: str, lm_model: Path, cifar_model: Path, seed: int) -> 
 
 
 def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path, cifar_model: Path, out_dir: Path,
-                 tags: dict | None = None, progress=print, tracker: Tracker | None = None) -> dict:
+                 tags: dict | None = None, progress=print, tracker: Tracker | None = None, device="cpu") -> dict:
     """Fine-tune each source in ``params.sources`` and score it on the first split's test cases; one
     ``tracker`` run per source."""
     tracker = tracker or NullTracker()
@@ -76,9 +76,9 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
         with tracked_run(tracker, EXPERIMENT, f"finetune {source}", tags=run_tags) as run_id:
             tracker.log_params(run_id, {"source": source, **{f"finetune.{k}": v for k, v in params.__dict__.items() if k != "sources"},
                                         "train.lr": cfg.lr, "train.batch_size": cfg.batch_size})
-            model, history = train_model(fit, val, cfg, model, progress=progress,
+            model, history = train_model(fit, val, cfg, model, progress=progress, device=device,
                                          on_epoch=lambda epoch, values: tracker.log_metrics(run_id, values, epoch))
-            scores = predict(model, test.x, cfg.normaliser)[:, 1]
+            scores = predict(model.to(device), test.x, cfg.normaliser, device=device)[:, 1]
             auc = float(weighted_auc(scores, test.y, np.ones((1, len(test.y))))[0])
             boot = weighted_auc(scores, test.y, weights)
             lo, hi = np.nanpercentile(boot, [2.5, 97.5])

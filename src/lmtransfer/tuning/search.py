@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, load_cache
+from lmtransfer.devices import resolve_device
 from lmtransfer.parallel import process_pool
 from lmtransfer.tracking import NullTracker, Tracker, git_commit, make_tracker, redact_url
 from lmtransfer.tracking import run_status as _run_status
@@ -96,6 +97,7 @@ class TuneInputs:
     class_order_seed: int
     threads: int = 1
     parent_run: str | None = None      # the study's tracker run; trials are recorded under it when set
+    device: str = "cpu"                 # compute.device, resolved in each worker process
     reuse_caches: tuple[Path, ...] = ()
 
 
@@ -163,7 +165,7 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
             raise optuna.TrialPruned(f"pruned after epoch {epoch} (val top-1 {values['val_top1']:.3f})")
 
     try:
-        _, history = train_model(train, val, train_cfg, on_epoch=on_epoch, progress=None)
+        _, history = train_model(train, val, train_cfg, on_epoch=on_epoch, progress=None, device=resolve_device(inputs.device))
     except optuna.TrialPruned:
         run.finish("PRUNED", time.perf_counter() - start)
         raise
