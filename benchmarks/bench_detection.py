@@ -75,6 +75,16 @@ def main() -> None:
     seconds_two, _ = run(det, full)
     print(f"  network threads: 1 -> {seconds_one:.2f} s, 2 -> {seconds_two:.2f} s (speed-up {seconds_one / seconds_two:.2f}x; "
           "patches are cut in a helper thread in both, so one network thread already keeps two cores busy)")
+    from bench_training import devices_present
+
+    others = [d for d in devices_present() if d.type != "cpu"]
+    for device in others:
+        on_device = LandmarkDetector(det.model, det.card, default_cfg, det.shape, device)
+        seconds_device, patches = run(on_device, full)
+        print(f"  {device}: {seconds_device:.2f} s/volume, {patches / seconds_device:.0f} patches/s "
+              f"({seconds_two / seconds_device:.1f}x the CPU's speed)")
+    if not others:
+        print("  no GPU on this machine: detection ran on the CPU only")
 
 
 if __name__ == "__main__":
