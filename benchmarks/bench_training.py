@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from lmtransfer.devices import autocast, grad_scaler, prepare, to_device
+from lmtransfer.devices import autocast, grad_scaler, optimiser_step, prepare, to_device
 from lmtransfer.models.mini_vgg import MiniVGG
 
 
@@ -66,13 +66,7 @@ def device_rates(device: torch.device, batch: int = 128, steps: int = 20) -> tup
         optimiser.zero_grad()
         with autocast(device):
             loss = nn.functional.cross_entropy(model(x), y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-        else:
-            loss.backward()
-            optimiser.step()
+        optimiser_step(loss, optimiser, scaler)
     _synchronise(device)
     train = steps * batch / (time.perf_counter() - start)
     model.eval()

@@ -69,6 +69,17 @@ def grad_scaler(device: torch.device):
     return None
 
 
+def optimiser_step(loss: torch.Tensor, optimiser: torch.optim.Optimizer, scaler) -> None:
+    """Back-propagate ``loss`` and step, through the gradient scaler when there is one."""
+    if scaler is None:
+        loss.backward()
+        optimiser.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimiser)
+    scaler.update()
+
+
 def prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """``model`` on ``device``; channels-last on CUDA (convolutions run faster that way there)."""
     model = model.to(device)

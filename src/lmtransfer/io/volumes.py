@@ -63,7 +63,7 @@ def read_volume(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> sitk.Image:
         if path.name.lower().endswith(".nii.gz"):
             _check_nifti_gzip(path)
         elif path.name.lower().endswith(".gz"):
-            _check_gzip_complete(path)
+            _gunzipped_length(path)  # raises on a corrupt or truncated stream
         image = _guarded(path, lambda: sitk.ReadImage(str(path)))
     _check_3d_scalar(path, image.GetDimension(), image.GetNumberOfComponentsPerPixel())
     array = sitk.GetArrayViewFromImage(image)
@@ -71,11 +71,6 @@ def read_volume(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> sitk.Image:
         bad = int((~np.isfinite(array)).sum())
         raise VolumeReadError(f"{path}: {bad} voxels are NaN or infinite")
     return image
-
-
-def _check_gzip_complete(path: Path, chunk_bytes: int = 1 << 22) -> None:
-    """Raise if a gzip stream ends early or is corrupt."""
-    _gunzipped_length(path, chunk_bytes)
 
 
 def _gunzipped_length(path: Path, chunk_bytes: int = 1 << 22, head_bytes: int = 0) -> tuple[int, bytes]:

@@ -93,7 +93,8 @@ def run_step(
         confused = most_confused(matrix, class_names)
         _write_reports(out_dir, name, history, summary, matrix, confused, test, class_names)
         data = {k: str(v) for k, v in (tags or {}).items() if k in ("data_hash", "patch_cache_key", "splits_hash")}
-        save_checkpoint(model_path, model, model_card(model, class_names, patch, cfg, data))
+        card = model_card(model, class_names, patch, cfg, data)
+        save_checkpoint(model_path, model, card)
         result = StepResult(name, summary, float(history["val_top1"].max()), int(len(history)), time.perf_counter() - start)
         (out_dir / "metrics.json").write_text(json.dumps({
             "classes": n_landmarks + 1, "test_top1": summary["top1"], "test_top5": summary["top5"],
@@ -103,7 +104,7 @@ def run_step(
             "val_top1": result.val_top1, "epochs": result.epochs,
         }, indent=2) + "\n")
         if tracker.enabled:
-            _finish_run(tracker, run_id, model, model_path, out_dir, summary, result, cfg, test)
+            _finish_run(tracker, run_id, model, card, out_dir, summary, result, cfg, test)
     return result
 
 
@@ -132,14 +133,14 @@ def _write_reports(out_dir: Path, name: str, history: pd.DataFrame, summary: dic
     save_gallery(test.x, test.y, class_names, artifacts / "gallery.png")
 
 
-def _finish_run(tracker: Tracker, run_id: str, model, model_path: Path, out_dir: Path, summary: dict, result: StepResult, cfg,
+def _finish_run(tracker: Tracker, run_id: str, model, card: ModelCard, out_dir: Path, summary: dict, result: StepResult, cfg,
                 test: PatchSet) -> None:
     metrics = {f"test_{k}": v for k, v in summary.items() if isinstance(v, float)}
     tracker.log_metrics(run_id, {**metrics, "best_val_top1": result.val_top1, "epochs_run": result.epochs, "stage_seconds": result.seconds})
     tracker.log_artifacts(run_id, out_dir / "artifacts", artifact_path="reports")
     for path in ("metrics.json", "history.csv"):
         tracker.log_artifact(run_id, out_dir / path, artifact_path="reports")
-    card = load_checkpoint(model_path)[1].to_dict()
+    card = card.to_dict()
     tracker.log_dict(run_id, card, "model_card.json")
     example = cfg.normaliser(torch.from_numpy(np.asarray(test.x[:2]))).numpy()
     tracker.log_model(run_id, model, REGISTERED_MODEL, example, {"card": card})

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lmtransfer.devices import autocast, grad_scaler, prepare, to_device
+from lmtransfer.devices import autocast, grad_scaler, optimiser_step, prepare, to_device
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.training.data import Normaliser, PatchSet, augment_intensity, balanced_weights
 
@@ -106,13 +106,7 @@ def train_model(
                 logits = model(to_device(normalise(x), device))
                 loss = loss_fn(logits, y)
             optimiser.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
-            else:
-                loss.backward()
-                optimiser.step()
+            optimiser_step(loss, optimiser, scaler)
             total_loss += loss.item() * len(batch)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(batch)
