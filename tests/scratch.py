@@ -27,16 +27,17 @@ def tiny_params() -> dict:
                                 preview_cases=[0], fov_cut_probability=0.0)
     params["ingest"]["workers"] = 1
     params["patches"].update(background_per_case=16, augmented_copies=1, workers=1)
-    params["pretrain"].update(width=8, depth=2, feature_dim=32, max_epochs=1, epoch_patches=256, threads=1)
+    params["pretrain"].update(width=8, depth=2, feature_dim=32, max_epochs=1, epoch_patches=256)
     params["tune"].update(n_trials=2, landmarks=10, max_epochs=1, epoch_patches=128, fov_mm_choices=[32.0], depth_choices=[2],
                           width_choices=[4])
     params["phantom_mra"].update(n_cases=8, spacing_inplane_mm=1.0, slice_mm_choices=[1.2], workers=1, preview_cases=[0])
     params["vessels"]["workers"] = 1
     params["lesion"].update(negatives_per_case=12, positive_copies=2, workers=1)
-    params["cifar"].update(source=str(SHARED_DATA / "cifar10_subset.npz"), max_epochs=1, threads=1)
-    params["transfer"].update(train_cases=5, test_cases=3, repeats=2, n_weak_learners=20, bootstrap=100, threads=1)
-    params["finetune"].update(max_epochs=1, epoch_patches=128, threads=1)
-    params["detect"].update(coarse_step_mm=16.0, refine_steps_mm=[4.0], candidates=1, threads=1, max_cases=1)
+    params["cifar"].update(source=str(SHARED_DATA / "cifar10_subset.npz"), max_epochs=1)
+    params["transfer"].update(train_cases=5, test_cases=3, repeats=2, n_weak_learners=20, bootstrap=100)
+    params["finetune"].update(max_epochs=1, epoch_patches=128)
+    params["compute"]["threads"] = 1
+    params["detect"].update(coarse_step_mm=16.0, refine_steps_mm=[4.0], candidates=1, max_cases=1)
     return params
 
 

@@ -56,3 +56,10 @@ def test_intervals_may_be_negative(tmp_path):
     """A position interval in mm is not a length: ``slab_mm`` spans both sides of its centre."""
     params = load_params(_write(tmp_path, yaml.safe_dump({"phantom_mra": {"slab_mm": [-30.0, 30.0]}})))
     assert params.phantom_mra.phantom.slab_mm == (-30.0, 30.0)
+
+
+def test_threads_are_one_setting(tmp_path):
+    params = load_params(_write(tmp_path, "compute:\n  threads: 3\n"))
+    assert params.pretrain.train.threads == params.cifar.cifar.threads == params.detect.detect.threads == 3
+    with pytest.raises(ConfigError, match=r"pretrain.threads, transfer.threads: the CPU threads are one setting now, compute.threads"):
+        load_params(_write(tmp_path, "pretrain:\n  threads: 2\ntransfer:\n  threads: 1\n"))

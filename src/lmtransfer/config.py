@@ -9,12 +9,12 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from lmtransfer.detection.detector import DetectConfig
-from lmtransfer.detection.run import DetectEvalParams
 from lmtransfer.devices import ComputeParams
 from lmtransfer.phantoms.head_mra import PhantomMRAConfig
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
 from lmtransfer.sampling.cache import PatchCacheConfig
 from lmtransfer.stages.cifar_pretrain import CifarParams
+from lmtransfer.stages.detect_eval import DetectEvalParams
 from lmtransfer.stages.finetune import FinetuneParams
 from lmtransfer.stages.ingest import IngestParams
 from lmtransfer.stages.lesion_patches import LesionParams
@@ -136,6 +136,11 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections")
     sections = dict(raw)
+    # one thread setting for every stage: the library configs that run networks take it from ``compute``
+    moved = [name for name, section in raw.items() if name != "compute" and isinstance(section, dict) and "threads" in section]
+    if moved:
+        raise ConfigError(f"{path}: {', '.join(f'{name}.threads' for name in moved)}: the CPU threads are one setting now, "
+                          "compute.threads")
     phantom = _nested(PhantomCTParams, "phantom", PhantomCTConfig, sections.pop("phantom_ct", {}), f"{path}: phantom_ct")
     patches = _nested(PatchesParams, "patch", PatchCacheConfig, sections.pop("patches", {}), f"{path}: patches")
     pretrain = _nested(PretrainParams, "train", TrainConfig, sections.pop("pretrain", {}), f"{path}: pretrain")
@@ -152,6 +157,10 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         "detect": _nested(DetectEvalParams, "detect", DetectConfig, sections.pop("detect", {}), f"{path}: detect"),
         "compute": _build(ComputeParams, sections.pop("compute", {}) or {}, f"{path}: compute"),
     }
+    threads = later["compute"].threads
+    pretrain = replace(pretrain, train=replace(pretrain.train, threads=threads))
+    later["cifar"] = replace(later["cifar"], cifar=replace(later["cifar"].cifar, threads=threads))
+    later["detect"] = replace(later["detect"], detect=replace(later["detect"].detect, threads=threads))
     if later["lesion"].source not in {"phantom", "medmnist", "luna16"}:
         raise ConfigError(f"{path}: lesion.source must be phantom, medmnist or luna16, got {later['lesion'].source!r}")
     if sections:

@@ -21,6 +21,7 @@ class ComputeParams:
     """The ``compute`` section of params.yaml."""
 
     device: str = "auto"
+    threads: int = 2           # CPU threads of the networks (every stage; tune divides them among its workers)
 
     def __post_init__(self) -> None:
         if not DEVICE_PATTERN.match(self.device):
@@ -53,6 +54,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not mps_available:
         raise ValueError("device 'mps' asked for, but Apple's Metal backend is not available here; use auto or cpu")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """PyTorch's intra-op CPU threads set to ``threads`` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def autocast(device: torch.device):

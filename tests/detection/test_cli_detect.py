@@ -5,7 +5,7 @@ from __future__ import annotations
 import SimpleITK as sitk
 
 from conftest import validate_markups
-from lmtransfer.detection.run import read_detections
+from lmtransfer.detection.cases import read_detections
 from toy_detection import toy_ct, _tiny_checkpoint
 
 

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from conftest import DIRECTIONS, make_image
 from lmtransfer.io.coords import Geometry

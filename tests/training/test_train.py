@@ -64,3 +64,20 @@ def test_class_order_is_seeded():
     assert class_order(names, 1) == class_order(list(reversed(names)), 1)
     assert class_order(names, 1) != class_order(names, 2)
     assert "background" not in class_order(names, 1)
+
+
+def test_training_leaves_the_callers_threads_and_rng_as_they_were():
+    import torch
+
+    cfg = TrainConfig(depth=2, width=4, feature_dim=8, max_epochs=1, epoch_patches=64, batch_size=32, threads=1, seed=3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2 if before != 2 else 3)
+    try:
+        threads = torch.get_num_threads()
+        torch.manual_seed(1234)
+        state = torch.random.get_rng_state()
+        train_model(toy(), toy(seed=1), cfg, progress=None)
+        assert torch.get_num_threads() == threads
+        assert torch.equal(torch.random.get_rng_state(), state)
+    finally:
+        torch.set_num_threads(before)

@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import SimpleITK as sitk
 
 from lmtransfer.phantoms.head_mra import PhantomMRAConfig, generate_dataset
 from lmtransfer.transfer.lesions import LesionPatchConfig, load_lesion_set, phantom_lesion_set, save_lesion_set

@@ -13,7 +13,17 @@ from lmtransfer.phantoms.torso_ct import PhantomCTConfig, generate_dataset
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, split_cases
 from lmtransfer.tracking import MlflowTracker
 from lmtransfer.training.train import TrainConfig
-from lmtransfer.tuning.search import TuneConfig, TuneInputs, heat_map_table, run_study
+from lmtransfer.tuning.reports import heat_map_table, write_reports
+from lmtransfer.tuning.search import TuneConfig, TuneInputs, finish_parent, run_study
+
+
+def _study_with_reports(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1) -> dict:
+    """What `lmtransfer tune` does: run the study, write its reports, close its tracker run."""
+    tracker = MlflowTracker()
+    done = run_study(cfg, inputs, workers=workers, tracker=tracker)
+    summary = write_reports(done.study, cfg.reports)
+    finish_parent(tracker, done.parent_run, summary, cfg.reports)
+    return summary
 
 
 @pytest.mark.slow
@@ -35,7 +45,7 @@ def test_study_runs_resumes_and_tracks(tmp_path, monkeypatch):
                      epoch_patches=192, fov_mm_choices=(32.0, 48.0), depth_choices=(2, 3), width_choices=(4,),
                      pruner_startup_trials=1, pruner_warmup_epochs=1, cache_dir=tmp_path / "caches", reports=tmp_path / "reports")
 
-    first = run_study(cfg, inputs, tracker=MlflowTracker())
+    first = _study_with_reports(cfg, inputs)
     assert first["trials"] == 3 and first["complete"] + first["pruned"] == 3
     trials = pd.read_csv(tmp_path / "reports" / "trials.csv")
     assert set(trials["fov_mm"]) <= {32.0, 48.0} and trials.loc[trials["state"] == "COMPLETE", "val_top1"].between(0, 1).all()
@@ -48,7 +58,7 @@ def test_study_runs_resumes_and_tracks(tmp_path, monkeypatch):
 
     # a later call, with two worker processes, resumes the same study: finished trials are kept and
     # only the missing ones run; a trial the second worker starts once the cap is taken is cancelled
-    second = run_study(replace(cfg, n_trials=4), inputs, workers=2, tracker=MlflowTracker())
+    second = _study_with_reports(replace(cfg, n_trials=4), inputs, workers=2)
     study = optuna.load_study(study_name=cfg.study_name, storage=cfg.storage)
     assert 4 <= second["trials"] == len(study.trials) <= 5
     assert second["complete"] + second["pruned"] == 4  # no overshoot

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from lmtransfer.detection.body import body_mask, grid_points
 from lmtransfer.detection.shape import ShapeModel
-from lmtransfer.devices import autocast, to_device
+from lmtransfer.devices import autocast, to_device, torch_threads
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.volumes import read_volume
 from lmtransfer.models.checkpoint import ModelCard, load_checkpoint
@@ -136,10 +136,8 @@ class LandmarkDetector:
         cfg = self.config
         start = time.perf_counter()
         volume = np.asarray(volume_ijk)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(cfg.threads)
         bar = tqdm(desc=f"detect {name}", unit="patch", disable=not progress, leave=False)
-        try:
+        with torch_threads(cfg.threads), bar:
             body = body_mask(volume, geometry, cfg.body_hu, cfg.body_margin_mm)
             grid = grid_points(geometry, cfg.coarse_step_mm)
             grid = grid[body.contains(grid)]
@@ -149,9 +147,6 @@ class LandmarkDetector:
             scorer = _Scorer(self, volume, geometry, bar)
             coarse = scorer(grid)
             owners, candidates, peaks = self._refine(scorer, grid, coarse)
-        finally:
-            torch.set_num_threads(threads)
-            bar.close()
         positions, best, inconsistency, found = self._choose(owners, candidates, peaks, geometry)
         names = [self.class_names[c] for c in self.landmarks]
         table = pd.DataFrame({"landmark": names, "found": found, "probability": best, "inconsistency": inconsistency})

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-
-from lmtransfer.detection.evaluate import LPS  # noqa: E402
+from lmtransfer.detection.evaluate import LPS
+from lmtransfer.figures import subplots
 
 
 def error_boxplot(scored: pd.DataFrame, path: Path, hit_radius_mm: float) -> None:
     """Box plot of localisation error (mm, log scale) per landmark group, every landmark as a dot."""
     errors = scored.dropna(subset=["error_mm"])
     groups = sorted(errors["group"].unique())
-    fig, ax = plt.subplots(figsize=(1.6 * max(len(groups), 3) + 2, 4.5))
+    fig, ax = subplots(figsize=(1.6 * max(len(groups), 3) + 2, 4.5))
     if groups:
         data = [errors.loc[errors["group"] == g, "error_mm"].clip(lower=0.1).to_numpy() for g in groups]
         ax.boxplot(data, whis=(5, 95), showfliers=False)
@@ -35,7 +32,6 @@ def error_boxplot(scored: pd.DataFrame, path: Path, hit_radius_mm: float) -> Non
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def overlay(image: sitk.Image, scored_case: pd.DataFrame, truth_case: pd.DataFrame, path: Path, cell_mm: float = 2.0) -> None:
@@ -45,7 +41,7 @@ def overlay(image: sitk.Image, scored_case: pd.DataFrame, truth_case: pd.DataFra
     way: coronal with the patient's right on the viewer's left, sagittal with anterior on the left.
     """
     projection, low, high = _lps_mip(image, cell_mm)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 8), gridspec_kw={"width_ratios": [high[0] - low[0], high[1] - low[1]]})
+    fig, axes = subplots(1, 2, figsize=(12, 8), gridspec_kw={"width_ratios": [high[0] - low[0], high[1] - low[1]]})
     truth = truth_case.set_index("landmark")
     for ax, axis, label in ((axes[0], 0, "coronal MIP (x: patient right -> left)"), (axes[1], 1, "sagittal MIP (y: anterior -> posterior)")):
         ax.imshow(projection[axis], cmap="gray", origin="lower", extent=(low[axis], high[axis], low[2], high[2]), vmin=-200, vmax=1200)
@@ -70,7 +66,6 @@ def overlay(image: sitk.Image, scored_case: pd.DataFrame, truth_case: pd.DataFra
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _lps_mip(image: sitk.Image, cell_mm: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:

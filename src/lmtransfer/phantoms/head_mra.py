@@ -277,11 +277,9 @@ def write_index(out_dir: Path, n_cases: int) -> pd.DataFrame:
 
 def save_mip_preview(image: sitk.Image, aneurysms_lps_mm: np.ndarray, path: Path, title: str = "") -> Path:
     """Maximum intensity projections (axial, coronal, sagittal) with aneurysms circled, axes in mm."""
-    import matplotlib
+    from matplotlib.patches import Circle
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from lmtransfer.figures import subplots
     from lmtransfer.io.coords import Geometry
 
     array = sitk.GetArrayViewFromImage(image)  # (z, y, x)
@@ -290,7 +288,7 @@ def save_mip_preview(image: sitk.Image, aneurysms_lps_mm: np.ndarray, path: Path
     nx, ny, nz = geometry.size_ijk
     vmax = float(np.percentile(array, 99.95))
     ijk = geometry.lps_to_index(np.asarray(aneurysms_lps_mm).reshape(-1, 3))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
+    fig, axes = subplots(1, 3, figsize=(15, 5.2))
     views = [
         ("axial MIP (from above)", array.max(axis=0), (0, nx * sx, ny * sy, 0), (0, 1), (sx, sy)),
         ("coronal MIP", array.max(axis=1)[::-1], (0, nx * sx, 0, nz * sz), (0, 2), (sx, sz)),
@@ -299,7 +297,7 @@ def save_mip_preview(image: sitk.Image, aneurysms_lps_mm: np.ndarray, path: Path
     for ax, (name, mip, extent, (a, b), (da, db)) in zip(axes, views):
         ax.imshow(mip, cmap="gray", vmin=0, vmax=vmax, extent=extent, interpolation="bilinear")
         for p in ijk:
-            ax.add_patch(plt.Circle((p[a] * da, p[b] * db), 6.0, fill=False, color="orange", lw=1.5))
+            ax.add_patch(Circle((p[a] * da, p[b] * db), 6.0, fill=False, color="orange", lw=1.5))
         ax.set_title(name)
         ax.set_xlabel("mm")
     fig.suptitle(title or "MRA phantom")
@@ -307,5 +305,4 @@ def save_mip_preview(image: sitk.Image, aneurysms_lps_mm: np.ndarray, path: Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

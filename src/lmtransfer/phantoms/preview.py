@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import SimpleITK as sitk
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-
-from lmtransfer.io.coords import Geometry  # noqa: E402
+from lmtransfer.figures import subplots
+from lmtransfer.io.coords import Geometry
 
 
 def save_preview(
@@ -56,7 +53,7 @@ def save_preview(
         ("sagittal", array[::-1, :, ci], (ext_j[0], ext_j[1], ext_k[0], ext_k[1]), 0, ci, (1, 2)),
     ]
     widths = [ext_i[1] - ext_i[0], ext_i[1] - ext_i[0], ext_j[1] - ext_j[0]]
-    fig, axes = plt.subplots(1, 3, figsize=(18, 9), gridspec_kw={"width_ratios": widths})
+    fig, axes = subplots(1, 3, figsize=(18, 9), gridspec_kw={"width_ratios": widths})
     for ax, (name, plane, extent, axis, index, (h, v)) in zip(axes, planes):
         ax.imshow(plane, cmap="gray", vmin=vmin, vmax=vmax, extent=extent, interpolation="bilinear")
         plane_mm = origin[axis] + spacing[axis] * index
@@ -73,5 +70,4 @@ def save_preview(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from scipy import ndimage
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from lmtransfer.io.volumes import read_volume  # noqa: E402
-from lmtransfer.phantoms.tissues import Tissue  # noqa: E402
+from lmtransfer.figures import subplots
+from lmtransfer.io.volumes import read_volume
+from lmtransfer.phantoms.tissues import Tissue
 
 # TotalSegmentator v2 label ids for the tissues compared here
 TOTALSEG = {
@@ -102,7 +99,7 @@ def compare(real_dicom: Path, real_seg: Path, phantom_cases: list[tuple[Path, Pa
     table.to_csv(out_dir / "realism.csv", index=False, float_format="%.1f")
 
     names = list(real_masks)
-    fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(5 * ((len(names) + 1) // 2), 8))
+    fig, axes = subplots(2, (len(names) + 1) // 2, figsize=(5 * ((len(names) + 1) // 2), 8))
     for ax, name in zip(axes.ravel(), names):
         real_values = real_hu[real_masks[name]]
         lo, hi = np.percentile(real_values, [0.5, 99.5]) if real_values.size else (-1000, 1000)
@@ -115,5 +112,4 @@ def compare(real_dicom: Path, real_seg: Path, phantom_cases: list[tuple[Path, Pa
         ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "realism_histograms.png", dpi=90)
-    plt.close(fig)
     return table

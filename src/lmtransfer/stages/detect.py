@@ -32,10 +32,11 @@ COMMAND = Command(
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     from lmtransfer.detection.detector import LandmarkDetector
-    from lmtransfer.detection.run import DetectEvalParams, write_detections
+    from lmtransfer.detection.cases import write_detections
     from lmtransfer.detection.shape import ShapeModel
     from lmtransfer.devices import resolve_device
     from lmtransfer.io.volumes import case_id_from_path
+    from lmtransfer.stages.detect_eval import DetectEvalParams
 
     params = stage_params(args) if Path(args.params).exists() else None
     stage = params.detect if params else DetectEvalParams()

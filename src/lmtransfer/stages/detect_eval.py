@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from lmtransfer.detection.detector import DetectConfig
 from lmtransfer.stages import Command, option, stage_device, stage_params
+from lmtransfer.tracking import Tracker
+
+EXPERIMENT = "landmark-detection"
 
 COMMAND = Command(
     name="detect-eval",
@@ -24,19 +29,117 @@ COMMAND = Command(
 )
 
 
+@dataclass(frozen=True)
+class DetectEvalParams:
+    """The ``detect`` section of ``params.yaml`` (search settings in ``detect``)."""
+
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    model: Path = Path("models/lm_cnn_lm60.pt")
+    shape_model: Path = Path("models/landmark_shape.json")   # fitted on the training cases by this stage
+    manifest: Path = Path("data/manifest/manifest.csv")
+    truth: Path = Path("data/phantom_ct/landmarks_truth.csv")
+    splits: Path = Path("data/splits.json")
+    split: str = "test"
+    max_cases: int = 0                 # 0: every case of the split
+    hit_radius_mm: float = 10.0
+    overlay_case: str = ""             # "": the first evaluated case
+    out_dir: Path = Path("reports/detection")
+    track: bool = True
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
-    from lmtransfer.detection.run import run_detect_eval
     from lmtransfer.tracking import make_tracker
 
     params = stage_params(args)
     stage = params.detect
     overrides = {k: v for k, v in {"max_cases": args.max_cases, "out_dir": Path(args.out) if args.out else None}.items() if v is not None}
-    metrics = run_detect_eval(replace(stage, **overrides), progress=not args.quiet, tracker=make_tracker(stage.track),
-                              device=stage_device(args, params))
+    metrics = evaluate(replace(stage, **overrides), progress=not args.quiet, tracker=make_tracker(stage.track),
+                       device=stage_device(args, params))
     print(f"detection on {metrics['cases']} {stage.split} cases: median error {metrics['median_error_mm']} mm, "
           f"90th percentile {metrics['p90_error_mm']} mm, detection rate {metrics['detection_rate']}, "
           f"false detections {metrics['false_detections']} of {metrics['landmarks_absent']} absent, "
           + (f"{metrics['seconds_per_volume']} s per volume" if "seconds_per_volume" in metrics else "every case kept from before"))
     print("worst five (median error, mm): " + ", ".join(f"{k} {v}" for k, v in metrics["worst_five"].items()))
     return 0
+
+
+def evaluate(params: DetectEvalParams, progress: bool = True, tracker: Tracker | None = None, device="cpu") -> dict:
+    """Detect on the cases of ``params.split`` (resuming in ``out_dir/detections``); write metrics,
+    tables and figures into ``out_dir``; record a run with ``tracker``. Returns the metrics and timing."""
+    import numpy as np
+    import SimpleITK as sitk
+    from tqdm.auto import tqdm
+
+    from lmtransfer.detection.cases import detect_cases, detections_folder, fit_shape_model, image_paths
+    from lmtransfer.detection.detector import LandmarkDetector
+    from lmtransfer.detection.evaluate import load_truth, summarise
+    from lmtransfer.detection.plots import error_boxplot, overlay
+
+    splits = json.loads(_need(params.splits, "run `dvc repro patches`").read_text())
+    if params.split not in splits:
+        raise ValueError(f"{params.splits}: no split named {params.split!r} (has {sorted(splits)})")
+    cases = list(splits[params.split])[: params.max_cases or None]
+    if not cases:
+        raise ValueError(f"{params.splits}: split {params.split!r} is empty")
+    images = image_paths(_need(params.manifest, "run `dvc repro ingest`"), cases)
+    shown = params.overlay_case or cases[0]
+    if shown not in images:  # checked before minutes of detection, not after
+        raise ValueError(f"detect.overlay_case {shown!r} is not among the evaluated cases")
+    truth = load_truth(params.truth)
+    without = sorted(set(cases) - set(truth["case"]))
+    if without:
+        raise ValueError(f"{params.truth}: no landmark truth for case(s) {without}")
+    shape = fit_shape_model(params.manifest, list(splits.get("train", [])), params.shape_model)
+    detector = LandmarkDetector.from_checkpoint(_need(params.model, "run `dvc repro pretrain_60`"), params.detect, shape, device)
+    folder = detections_folder(Path(params.out_dir) / "detections", params.model, params.shape_model, params.detect)
+
+    with tqdm(total=len(cases), desc="detect_eval", unit="case", disable=not progress) as bar:
+        def on_case(case, table, elapsed):
+            bar.update()
+            if progress:
+                took = f"{elapsed:.1f} s" if elapsed is not None else "kept from an earlier run"
+                tqdm.write(f"{case}: {took}, {int(table['found'].sum())}/{len(table)} kinds found")
+
+        scored, seconds = detect_cases(detector, images, truth, folder, progress, on_case)
+    metrics, per_landmark = summarise(scored, params.hit_radius_mm)
+    metrics.update({"landmark_kinds": len(detector.landmarks), "min_probability": params.detect.min_probability})
+    # times go to the tracker and the console, not into the DVC outputs: those stay the same bytes run after run
+    timing = {"seconds_per_volume": round(float(np.mean(seconds)), 2), "seconds_per_volume_max": round(float(np.max(seconds)), 2),
+              "volumes_timed": len(seconds)} if seconds else {}
+    worst = per_landmark.dropna(subset=["median_error_mm"]).head(5)
+    metrics["worst_five"] = {r.landmark: round(float(r.median_error_mm), 1) for r in worst.itertuples()}
+
+    out, artifacts = Path(params.out_dir), Path(params.out_dir) / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    per_landmark.to_csv(out / "per_landmark.csv", index=False, float_format="%.2f")
+    scored.to_csv(artifacts / "errors_per_case.csv", index=False, float_format="%.3f")
+    error_boxplot(scored, artifacts / "error_by_group.png", params.hit_radius_mm)
+    overlay(sitk.ReadImage(str(images[shown])), scored[scored["case"] == shown], truth[truth["case"] == shown],
+            artifacts / f"overlay_{shown}.png")
+    if tracker is not None and tracker.enabled:
+        _track(tracker, params, {**metrics, **timing}, out)
+    return {**metrics, **timing}
+
+
+def _need(path: Path, hint: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; {hint}")
+    return path
+
+
+def _track(tracker: Tracker, params: DetectEvalParams, metrics: dict, out: Path) -> None:
+    from lmtransfer.sampling.cache import file_hash
+    from lmtransfer.tracking import git_commit, tracked_run
+
+    run_tags = {"git_commit": git_commit(), "seed": "none (deterministic search)", "model_hash": file_hash(params.model),
+                "truth_hash": file_hash(params.truth), "manifest_hash": file_hash(params.manifest), "splits_hash": file_hash(params.splits)}
+    with tracked_run(tracker, EXPERIMENT, f"detect-{params.split}", tags=run_tags) as run_id:
+        tracker.log_params(run_id, {**{f"detect.{k}": v for k, v in asdict(params.detect).items()}, "model": str(params.model),
+                                    "split": params.split, "cases": metrics["cases"], "hit_radius_mm": params.hit_radius_mm})
+        tracker.log_metrics(run_id, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
+        tracker.log_artifacts(run_id, out / "artifacts", artifact_path="reports")
+        for name in ("metrics.json", "per_landmark.csv"):
+            tracker.log_artifact(run_id, out / name, artifact_path="reports")

@@ -39,7 +39,6 @@ class FinetuneParams:
     val_fraction: float = 0.15        # of the training cases, for early stopping
     out_dir: Path = Path("reports/finetune")
     seed: int = 0
-    threads: int = 2
     track: bool = True
 
 
@@ -59,7 +58,7 @@ def run(args) -> int:
         return 0
     lesion_dir = Path(transfer.lesions)
     metrics = run_finetune(load_lesion_set(lesion_dir), stage, transfer.boost, transfer.lm_model, transfer.cifar_model, out_dir,
-                           tags=lesion_tags(lesion_dir, transfer), tracker=make_tracker(stage.track),
+                           tags=lesion_tags(lesion_dir, transfer), tracker=make_tracker(stage.track), threads=params.compute.threads,
                            device=stage_device(args, params))
     print("fine-tuned test AUC: " + ", ".join(f"{s} {metrics[f'{s}_test_auc']:.3f}" for s in stage.sources))
     return 0

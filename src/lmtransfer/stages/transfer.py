@@ -36,7 +36,6 @@ class TransferParams:
     sources: tuple[str, ...] = ("lm", "cifar", "random")
     roc_sizes: tuple[int, ...] = (5, 50)
     out_dir: Path = Path("reports/transfer")
-    threads: int = 2
     track: bool = True
 
 
@@ -64,7 +63,7 @@ def run(args) -> int:
     lesion_dir = Path(args.lesions or params.lesions)
     lesions = load_lesion_set(lesion_dir)
     models = load_sources(params.lm_model, params.cifar_model, tuple(params.sources), params.boost.seed)
-    metrics = run_transfer(lesions, models, params.boost, Path(args.out or params.out_dir), params.threads,
+    metrics = run_transfer(lesions, models, params.boost, Path(args.out or params.out_dir), everything.compute.threads,
                            make_tracker(params.track), lesion_tags(lesion_dir, params), tuple(params.roc_sizes),
                            device=stage_device(args, everything))
     n = params.boost.n_weak_learners

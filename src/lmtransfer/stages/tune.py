@@ -31,11 +31,22 @@ COMMAND = Command(
 )
 
 
+def print_trial(study, trial) -> None:
+    """One line per finished trial (runs in the worker processes: module-level so it travels to them)."""
+    from lmtransfer.tuning.search import state_name
+
+    value = f"{trial.value:.4f}" if trial.value is not None else "-"
+    seconds = trial.user_attrs.get("seconds")
+    print(f"  trial {trial.number:3d} {state_name(trial):9s} val top-1 {value}  {trial.params}"
+          + (f"  {seconds:.0f} s" if seconds else ""), flush=True)
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
+    from lmtransfer.tracking import make_tracker, redact_url
     from lmtransfer.tuning.apply import apply_best
-    from lmtransfer.tracking import make_tracker
-    from lmtransfer.tuning.search import TuneInputs, run_study
+    from lmtransfer.tuning.reports import write_reports
+    from lmtransfer.tuning.search import TuneInputs, finish_parent, run_study
 
     params = stage_params(args)
     cfg = params.tune
@@ -48,9 +59,18 @@ def run(args) -> int:
         if not needed.exists():
             raise FileNotFoundError(f"{needed}: not found; run `dvc repro patches` first (make tune does)")
     inputs = TuneInputs(manifest, json.loads(split_path.read_text()), params.patches.patch, params.pretrain.train,
-                        params.pretrain.class_order_seed, reuse_caches=(Path(params.patches.out_dir),),
+                        params.pretrain.class_order_seed, threads=params.compute.threads, reuse_caches=(Path(params.patches.out_dir),),
                         device=str(stage_device(args, params)))
-    summary = run_study(cfg, inputs, workers=args.workers, tracker=make_tracker(params.pretrain.track))
+    tracker = make_tracker(params.pretrain.track)
+    done = run_study(cfg, inputs, workers=args.workers, tracker=tracker, on_trial=print_trial)
+    if done.recovered:
+        print(f"trial(s) {done.recovered} were left running by a killed process: failed and queued again")
+    print(f"study {cfg.study_name!r} at {redact_url(cfg.storage)}: {done.finished_before} of {cfg.n_trials} trials had "
+          "finished before this run")
+    summary = write_reports(done.study, cfg.reports, report=print)
+    summary["wall_seconds_this_run"] = round(done.seconds, 1)
+    (Path(cfg.reports) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    finish_parent(tracker, done.parent_run, summary, cfg.reports)
     print(f"trials: {summary['trials']} ({summary['complete']} complete, {summary['pruned']} pruned, {summary['failed']} failed); "
           f"reports in {cfg.reports}")
     if "best_params" not in summary:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lmtransfer.sampling.cache import BACKGROUND  # noqa: E402
+from lmtransfer.figures import subplots
+from lmtransfer.sampling.cache import BACKGROUND
 
 
 def top_k(scores: np.ndarray, y: np.ndarray, k: int) -> float:
@@ -70,7 +67,7 @@ def save_confusion(matrix: np.ndarray, class_names: list[str], csv_path: Path, p
     pd.DataFrame(matrix, index=class_names, columns=class_names).to_csv(csv_path)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = max(6.0, 0.16 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = subplots(figsize=(size, size))
     ax.imshow(share, cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=5)
     ax.set_yticks(range(len(class_names)), class_names, fontsize=5)
@@ -79,13 +76,12 @@ def save_confusion(matrix: np.ndarray, class_names: list[str], csv_path: Path, p
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
-    plt.close(fig)
 
 
 def save_gallery(x_hu: np.ndarray, y: np.ndarray, class_names: list[str], path: Path, per_class: int = 4, window=(-160.0, 240.0)) -> None:
     """Sample 2.5D patches per class (rows: classes; each patch as axial | coronal | sagittal)."""
     classes = list(range(len(class_names)))
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 2.4, len(classes) * 0.85 + 0.5), squeeze=False)
+    fig, axes = subplots(len(classes), per_class, figsize=(per_class * 2.4, len(classes) * 0.85 + 0.5), squeeze=False)
     rng = np.random.default_rng(0)
     for r, c in enumerate(classes):
         idx = np.flatnonzero(y == c)
@@ -98,11 +94,10 @@ def save_gallery(x_hu: np.ndarray, y: np.ndarray, class_names: list[str], path: 
         axes[r, 0].text(-4, 16, class_names[c], fontsize=6, ha="right", va="center")
     fig.subplots_adjust(left=0.22, wspace=0.05, hspace=0.05)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_curves(history: pd.DataFrame, path: Path) -> None:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (a, b) = subplots(1, 2, figsize=(10, 3.5))
     a.plot(history["epoch"], history["train_loss"], label="train")
     a.plot(history["epoch"], history["val_loss"], label="validation")
     a.set_xlabel("epoch")
@@ -115,4 +110,3 @@ def save_curves(history: pd.DataFrame, path: Path) -> None:
     b.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lmtransfer.devices import autocast, grad_scaler, optimiser_step, prepare, to_device
+from lmtransfer.devices import autocast, grad_scaler, optimiser_step, prepare, to_device, torch_threads
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.training.data import Normaliser, PatchSet, augment_intensity, balanced_weights
 
@@ -70,16 +70,21 @@ def train_model(
     progress: Callable[[str], None] | None = print,
     device: torch.device | str = "cpu",
 ) -> tuple[MiniVGG, pd.DataFrame]:
-    """Train with early stopping on validation top-1; returns the best model (on the CPU) and the
-    per-epoch history.
+    """Train with early stopping on validation top-1 on ``cfg.threads`` CPU threads; returns the best
+    model (on the CPU) and the per-epoch history.
 
     ``on_epoch(epoch, values)`` is called after every epoch (MLflow logging, Optuna pruning);
     it may raise to stop training. ``device``: where the network runs (see :mod:`lmtransfer.devices`);
     the draws and augmentation stay on the CPU, so every device sees the same batches.
     """
     device = torch.device(device)
+    # the seed below and the thread count hold inside this call only: the caller's RNG and threads are left as they were
+    with torch_threads(cfg.threads), torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        return _train(train, val, cfg, model, on_epoch, progress, device)
+
+
+def _train(train: PatchSet, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epoch, progress, device: torch.device):
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
     generator = torch.Generator().manual_seed(cfg.seed)
     n_classes = len(train.class_names)
     pixels = train.x.shape[-1]

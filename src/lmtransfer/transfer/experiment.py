@@ -14,20 +14,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
-
-from lmtransfer.transfer.boosting import (  # noqa: E402
+from lmtransfer.figures import subplots
+from lmtransfer.transfer.boosting import (
     BoostConfig, auc_by_size, case_bootstrap, paired_difference, split_by_case, staged_scores, t_interval, weighted_auc,
 )
-from lmtransfer.tracking import Tracker, git_commit, tracked_run  # noqa: E402
-from lmtransfer.transfer.features import extract_features  # noqa: E402
-from lmtransfer.transfer.lesions import LesionSet  # noqa: E402
+from lmtransfer.tracking import Tracker, git_commit, tracked_run
+from lmtransfer.transfer.features import extract_features
+from lmtransfer.transfer.lesions import LesionSet
 
 EXPERIMENT = "transfer-auc"
 LABELS = {"lm": "LM-CNN (landmarks)", "cifar": "CIFAR-CNN (natural images)", "random": "random CNN (no pre-training)"}
@@ -156,7 +153,7 @@ def summary_metrics(table, tests, names, n, split_rows, lesions) -> dict:
 
 def plot_auc_curves(table: pd.DataFrame, tests: pd.DataFrame, names: list[str], cfg: BoostConfig, path: Path, title: str) -> Path:
     """The research's figure 3: AUC against the number of weak learners, one curve per feature source."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = subplots(figsize=(8, 5))
     x = table["weak_learners"]
     for name in names:
         ax.plot(x, table[f"{name}_auc"], color=COLOURS.get(name), label=LABELS.get(name, name), lw=1.8)
@@ -175,13 +172,12 @@ def plot_auc_curves(table: pd.DataFrame, tests: pd.DataFrame, names: list[str], 
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_roc(roc: pd.DataFrame, path: Path) -> Path:
     sizes = sorted(roc["weak_learners"].unique()) if len(roc) else []
-    fig, axes = plt.subplots(1, max(len(sizes), 1), figsize=(5 * max(len(sizes), 1), 4.6), squeeze=False)
+    fig, axes = subplots(1, max(len(sizes), 1), figsize=(5 * max(len(sizes), 1), 4.6), squeeze=False)
     for ax, size in zip(axes[0], sizes):
         for name, part in roc[roc["weak_learners"] == size].groupby("source"):
             ax.plot(part["fpr"], part["tpr"], color=COLOURS.get(name), label=LABELS.get(name, name))
@@ -192,7 +188,6 @@ def plot_roc(roc: pd.DataFrame, path: Path) -> Path:
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmtransfer.devices import prepare, to_device
+from lmtransfer.devices import prepare, to_device, torch_threads
 from lmtransfer.models.checkpoint import load_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
 
@@ -43,10 +43,9 @@ def extract_features(model: MiniVGG, x: np.ndarray, batch_size: int = 512, threa
     """``model.features`` of patches ``x`` (n, 3, P, P) already in [-1, 1]: (n, feature_dim) float32,
     computed on ``device`` (full precision: the features feed AdaBoost as they are)."""
     device = torch.device(device)
-    torch.set_num_threads(threads)
     model = prepare(model, device).eval()
     out = []
-    with torch.inference_mode():
+    with torch_threads(threads), torch.inference_mode():
         for start in range(0, len(x), batch_size):
             batch = to_device(torch.from_numpy(np.array(x[start : start + batch_size], dtype=np.float32)), device)
             out.append(model.features(batch).cpu().numpy())

@@ -40,9 +40,9 @@ def initial_model(source: str, lm_model: Path, cifar_model: Path, seed: int) -> 
 
 
 def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path, cifar_model: Path, out_dir: Path,
-                 tags: dict | None = None, progress=print, tracker: Tracker | None = None, device="cpu") -> dict:
-    """Fine-tune each source in ``params.sources`` and score it on the first split's test cases; one
-    ``tracker`` run per source."""
+                 tags: dict | None = None, progress=print, tracker: Tracker | None = None, device="cpu", threads: int = 2) -> dict:
+    """Fine-tune each source in ``params.sources`` and score it on the first split's test cases (on
+    ``threads`` CPU threads); one ``tracker`` run per source."""
     tracker = tracker or NullTracker()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
         raise ValueError("fine-tuning needs lesion and normal patches in both the training and the test cases")
     cfg = TrainConfig(hu_low=-1.0, hu_high=1.0, batch_size=params.batch_size, lr=params.lr, weight_decay=params.weight_decay,
                       max_epochs=params.max_epochs, patience=params.patience, epoch_patches=params.epoch_patches,
-                      intensity_scale=0.1, intensity_shift_hu=0.05, seed=params.seed, threads=params.threads)
+                      intensity_scale=0.1, intensity_shift_hu=0.05, seed=params.seed, threads=threads)
     weights = case_bootstrap(test.rows["case"].to_numpy(), boost.bootstrap, np.random.default_rng([boost.seed, 99]))
     rows, metrics = [], {"fit_cases": len(fit_cases), "val_cases": len(val_cases), "test_cases": len(test_cases)}
     for source in params.sources:

@@ -18,8 +18,8 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, load_cache
@@ -277,7 +277,7 @@ def open_study(cfg: TuneConfig):
     )
 
 
-def _worker(cfg: TuneConfig, inputs: TuneInputs, worker: int) -> int:
+def _worker(cfg: TuneConfig, inputs: TuneInputs, worker: int, on_trial: Callable | None = None) -> int:
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -287,20 +287,14 @@ def _worker(cfg: TuneConfig, inputs: TuneInputs, worker: int) -> int:
     # study continues where it stopped and parallel workers do not repeat each other
     study = open_study(replace(cfg, seed=cfg.seed + 1000 * worker))
     done = MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    study.optimize(lambda trial: objective(trial, cfg, inputs), timeout=cfg.timeout_s, callbacks=[done, _print_trial],
+    study.optimize(lambda trial: objective(trial, cfg, inputs), timeout=cfg.timeout_s, callbacks=[done] + ([on_trial] if on_trial else []),
                    catch=(ValueError,))
     return worker
 
 
-def _state_name(trial) -> str:
+def state_name(trial) -> str:
+    """The trial's state; CANCELLED for a trial a parallel worker stopped at the budget."""
     return "CANCELLED" if trial.user_attrs.get("cancelled") else trial.state.name
-
-
-def _print_trial(study, trial) -> None:
-    value = f"{trial.value:.4f}" if trial.value is not None else "-"
-    seconds = trial.user_attrs.get("seconds")
-    print(f"  trial {trial.number:3d} {_state_name(trial):9s} val top-1 {value}  {trial.params}"
-          + (f"  {seconds:.0f} s" if seconds else ""), flush=True)
 
 
 def finished(study) -> int:
@@ -309,114 +303,44 @@ def finished(study) -> int:
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials(deepcopy=False))
 
 
-def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, tracker: Tracker | None = None) -> dict:
+@dataclass(frozen=True)
+class StudyRun:
+    """What :func:`run_study` leaves: the study, the trials recovered from killed processes, the
+    study's tracker run (still open: close it with :func:`finish_parent` once the reports are
+    written) and the wall time of this call."""
+
+    study: object
+    recovered: list[int]
+    finished_before: int
+    parent_run: str | None
+    seconds: float
+
+
+def run_study(cfg: TuneConfig, inputs: TuneInputs, workers: int = 1, tracker: Tracker | None = None,
+              on_trial: Callable | None = None) -> StudyRun:
     """Run (or resume) the study with ``workers`` processes until ``n_trials`` trials have finished
-    or ``timeout_s`` passed; write the reports; return the summary."""
+    or ``timeout_s`` passed. ``inputs.threads`` CPU threads are shared among the workers.
+    ``on_trial(study, trial)`` is called in the worker after each trial (a module-level function:
+    it travels to spawned workers by name)."""
     study = open_study(cfg)
     tracker = tracker or NullTracker()
     recovered = recover_dead_trials(study, tracker)
-    if recovered:
-        print(f"trial(s) {recovered} were left running by a killed process: failed and queued again")
     already = finished(study)
-    print(f"study {cfg.study_name!r} at {redact_url(cfg.storage)}: {already} of {cfg.n_trials} trials finished before this run")
     parent = _parent_run(tracker, study, cfg, inputs) if tracker.enabled else None
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    inputs = replace(inputs, threads=threads, parent_run=parent)
+    inputs = replace(inputs, threads=max(1, inputs.threads // workers), parent_run=parent)
     start = time.perf_counter()
     try:
         if already < cfg.n_trials:
             if workers == 1:
-                _worker(cfg, inputs, 0)
+                _worker(cfg, inputs, 0, on_trial)
             else:
                 with process_pool(workers, multiprocessing.get_context("spawn")) as pool:
-                    list(pool.map(_worker, [cfg] * workers, [inputs] * workers, range(workers)))
+                    list(pool.map(_worker, [cfg] * workers, [inputs] * workers, range(workers), [on_trial] * workers))
     except BaseException as exc:
         if parent:
             tracker.end_run(parent, _run_status(exc))
         raise
-    study = open_study(cfg)
-    summary = write_reports(study, cfg.reports)
-    summary["wall_seconds_this_run"] = round(time.perf_counter() - start, 1)
-    (Path(cfg.reports) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if parent:
-        _finish_parent(tracker, parent, cfg, summary)
-    return summary
-
-
-def trials_table(study) -> pd.DataFrame:
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        rows.append({"trial": t.number, "state": _state_name(t), "val_top1": t.value, **t.params,
-                     "epochs": len(t.intermediate_values), "seconds": t.user_attrs.get("seconds")})
-    return pd.DataFrame(rows)
-
-
-def heat_map_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Best validation top-1 of the complete trials by patch field of view (rows) and depth (columns)."""
-    complete = trials[trials["state"] == "COMPLETE"]
-    if complete.empty:
-        return pd.DataFrame()
-    return complete.pivot_table(index="fov_mm", columns="depth", values="val_top1", aggfunc="max").sort_index()
-
-
-def write_reports(study, out_dir: Path) -> dict:
-    """trials.csv, the fov x depth table (CSV + PNG), Optuna's plots and the best setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trials = trials_table(study)
-    trials.to_csv(out_dir / "trials.csv", index=False, float_format="%.6g")
-    table = heat_map_table(trials) if not trials.empty else pd.DataFrame()
-    states = trials["state"].value_counts() if len(trials) else pd.Series(dtype=int)
-    summary = {"trials": int(len(trials)), "complete": int(states.get("COMPLETE", 0)), "pruned": int(states.get("PRUNED", 0)),
-               "failed": int(states.get("FAIL", 0)), "cancelled": int(states.get("CANCELLED", 0))}
-    if table.empty:
-        return summary
-    table.to_csv(out_dir / "val_top1_fov_by_depth.csv", float_format="%.4f")
-    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * table.shape[1], 1.2 + 0.6 * table.shape[0]))
-    image = ax.imshow(table.to_numpy(float), cmap="viridis", aspect="auto")
-    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
-    ax.set_yticks(range(table.shape[0]), [f"{v:g}" for v in table.index])
-    ax.set_xlabel("depth (VGG blocks)")
-    ax.set_ylabel("patch field of view (mm)")
-    for (r, c), value in np.ndenumerate(table.to_numpy(float)):
-        if np.isfinite(value):
-            ax.text(c, r, f"{value:.3f}", ha="center", va="center", color="white" if value < np.nanmax(table.to_numpy()) else "black")
-    ax.set_title("best validation top-1")
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(out_dir / "val_top1_fov_by_depth.png", dpi=120)
-    plt.close(fig)
-    _optuna_plots(study, out_dir)
-    best = study.best_trial
-    summary.update({"best_trial": best.number, "best_val_top1": best.value, "best_params": best.params,
-                    "median_trial_seconds": float(trials.loc[trials["state"] == "COMPLETE", "seconds"].median())})
-    (out_dir / "best.json").write_text(json.dumps({"trial": best.number, "val_top1": best.value, "params": best.params}, indent=2) + "\n")
-    return summary
-
-
-def _optuna_plots(study, out_dir: Path) -> None:
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    plots = {"optimization_history": ovm.plot_optimization_history, "param_importances": ovm.plot_param_importances,
-             "intermediate_values": ovm.plot_intermediate_values}
-    for name, plot in plots.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna marks its matplotlib backend experimental
-            try:
-                ax = plot(study)
-            except (ValueError, RuntimeError) as exc:  # e.g. importances need two complete trials
-                print(f"  (no {name} plot: {exc})")
-                continue
-        ax.figure.set_size_inches(7, 4.5)
-        ax.figure.tight_layout()
-        ax.figure.savefig(out_dir / f"{name}.png", dpi=110)
-        plt.close(ax.figure)
+    return StudyRun(open_study(cfg), recovered, already, parent, time.perf_counter() - start)
 
 
 def _parent_run(tracker: Tracker, study, cfg: TuneConfig, inputs: TuneInputs) -> str:
@@ -440,9 +364,12 @@ def _splits_hash(splits: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _finish_parent(tracker: Tracker, run_id: str, cfg: TuneConfig, summary: dict) -> None:
+def finish_parent(tracker: Tracker, run_id: str | None, summary: dict, reports: Path) -> None:
+    """Close the study's tracker run with the summary's figures and the report folder as artifacts."""
+    if not run_id:
+        return
     tracker.log_metrics(run_id, {k: float(summary[k]) for k in ("trials", "complete", "pruned", "failed", "best_val_top1")
                                  if summary.get(k) is not None})
     tracker.set_tags(run_id, {f"best.{k}": v for k, v in summary.get("best_params", {}).items()})
-    tracker.log_artifacts(run_id, Path(cfg.reports), artifact_path="study")
+    tracker.log_artifacts(run_id, Path(reports), artifact_path="study")
     tracker.end_run(run_id, "FINISHED")

@@ -1,11 +1,10 @@
-"""The detect_eval stage: files that open in 3D Slicer, scoring over cases, resume."""
+"""The detect_eval stage: scoring over cases, reports, resume after an interruption."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 
-import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,37 +12,11 @@ import SimpleITK as sitk
 
 from conftest import validate_markups
 from lmtransfer.detection.detector import DetectConfig, LandmarkDetector
-from lmtransfer.detection.run import read_detections, write_detections
-from lmtransfer.io.landmarks import read_slicer_json
+from lmtransfer.stages.detect_eval import DetectEvalParams, evaluate
 from toy_detection import BLOBS_LPS, toy_ct, CentreIntensityNet, CARD
 
 
-def test_schema_rejects_a_malformed_markups_file(tmp_path):
-    bad = tmp_path / "bad.mrk.json"
-    bad.write_text(json.dumps({"@schema": "https://x/markups-schema-v1.0.3.json#",
-                               "markups": [{"type": "Fiducial", "controlPoints": [{"position": [1.0, 2.0]}]}]}))
-    with pytest.raises(jsonschema.ValidationError):
-        validate_markups(bad)
-
-
-def test_detection_files_open_as_slicer_markups_and_csv(tmp_path):
-    image = toy_ct()
-    path = tmp_path / "toy.nii.gz"
-    sitk.WriteImage(image, str(path))
-    result = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1)).detect_file(path, progress=False)
-    write_detections(result, tmp_path / "toy.mrk.json", tmp_path / "toy.csv")
-    document = validate_markups(tmp_path / "toy.mrk.json")
-    assert document["markups"][0]["coordinateSystem"] == "LPS"
-    back = read_slicer_json(tmp_path / "toy.mrk.json")
-    assert sorted(back["landmark"]) == ["bright", "dark"] and set(back["space"]) == {"LPS"}
-    table = read_detections(tmp_path / "toy.csv")
-    assert table["found"].tolist() == [True, True, False]
-    assert pd.read_csv(tmp_path / "toy.csv")["status"].tolist() == ["found", "found", "not found"]
-
-
 def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
-    from lmtransfer.detection import run
-
     cases, training = ["c1", "c2"], [f"t{i}" for i in range(6)]
     rows = []
     for number, case in enumerate(cases + training):
@@ -67,10 +40,10 @@ def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
         return LandmarkDetector(CentreIntensityNet(), CARD, config, shape)
 
     monkeypatch.setattr(LandmarkDetector, "from_checkpoint", staticmethod(stand_in))
-    params = run.DetectEvalParams(detect=DetectConfig(threads=1), model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv",
+    params = DetectEvalParams(detect=DetectConfig(threads=1), model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv",
                                   truth=tmp_path / "truth.csv", splits=tmp_path / "splits.json", out_dir=tmp_path / "report", track=False,
                                   shape_model=tmp_path / "shape.json")
-    metrics = run.run_detect_eval(params, progress=False)
+    metrics = evaluate(params, progress=False)
     assert metrics["cases"] == 2 and metrics["detection_rate"] == 1.0 and metrics["false_detections"] == 0
     assert metrics["p90_error_mm"] < 2.0 and metrics["seconds_per_volume"] > 0 and metrics["volumes_timed"] == 2
     assert "seconds_per_volume" not in json.loads((tmp_path / "report" / "metrics.json").read_text())
@@ -84,22 +57,20 @@ def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
     # interrupted: c2 never finished; c1 is kept, c2 redone
     kept = (report / "detections" / "c1.csv").stat().st_mtime_ns
     (report / "detections" / "c2.csv").unlink()
-    again = run.run_detect_eval(params, progress=False)
+    again = evaluate(params, progress=False)
     timing = ("seconds_per_volume", "seconds_per_volume_max", "volumes_timed")
     assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in metrics.items() if k not in timing}
     assert (report / "detections" / "c1.csv").stat().st_mtime_ns == kept
     # another setting: every case is redone
-    run.run_detect_eval(replace(params, detect=DetectConfig(threads=1, min_probability=0.6)), progress=False)
+    evaluate(replace(params, detect=DetectConfig(threads=1, min_probability=0.6)), progress=False)
     assert (report / "detections" / "c1.csv").stat().st_mtime_ns != kept
 
 
 def test_detect_eval_names_a_case_without_truth(tmp_path):
-    from lmtransfer.detection import run
-
     pd.DataFrame({"case": ["c1"], "image_path": ["x.nii.gz"], "landmark": ["a"]}).to_csv(tmp_path / "manifest.csv", index=False)
     pd.DataFrame({"case": ["c9"], "landmark": ["a"], "x": [0.0], "y": [0.0], "z": [0.0], "space": ["LPS"]}).to_csv(tmp_path / "t.csv", index=False)
     (tmp_path / "splits.json").write_text(json.dumps({"test": ["c1"]}))
-    params = run.DetectEvalParams(manifest=tmp_path / "manifest.csv", truth=tmp_path / "t.csv", splits=tmp_path / "splits.json", track=False)
+    params = DetectEvalParams(manifest=tmp_path / "manifest.csv", truth=tmp_path / "t.csv", splits=tmp_path / "splits.json", track=False)
     with pytest.raises(ValueError, match=r"t.csv: no landmark truth for case\(s\) \['c1'\]"):
-        run.run_detect_eval(params, progress=False)
+        evaluate(params, progress=False)
 

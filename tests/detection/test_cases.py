@@ -1,0 +1,39 @@
+"""Detections over cases: files that open in 3D Slicer and CSV read back."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from conftest import validate_markups
+from lmtransfer.detection.detector import DetectConfig, LandmarkDetector
+from lmtransfer.detection.cases import read_detections, write_detections
+from lmtransfer.io.landmarks import read_slicer_json
+from toy_detection import toy_ct, CentreIntensityNet, CARD
+
+
+def test_schema_rejects_a_malformed_markups_file(tmp_path):
+    bad = tmp_path / "bad.mrk.json"
+    bad.write_text(json.dumps({"@schema": "https://x/markups-schema-v1.0.3.json#",
+                               "markups": [{"type": "Fiducial", "controlPoints": [{"position": [1.0, 2.0]}]}]}))
+    with pytest.raises(jsonschema.ValidationError):
+        validate_markups(bad)
+
+
+def test_detection_files_open_as_slicer_markups_and_csv(tmp_path):
+    image = toy_ct()
+    path = tmp_path / "toy.nii.gz"
+    sitk.WriteImage(image, str(path))
+    result = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1)).detect_file(path, progress=False)
+    write_detections(result, tmp_path / "toy.mrk.json", tmp_path / "toy.csv")
+    document = validate_markups(tmp_path / "toy.mrk.json")
+    assert document["markups"][0]["coordinateSystem"] == "LPS"
+    back = read_slicer_json(tmp_path / "toy.mrk.json")
+    assert sorted(back["landmark"]) == ["bright", "dark"] and set(back["space"]) == {"LPS"}
+    table = read_detections(tmp_path / "toy.csv")
+    assert table["found"].tolist() == [True, True, False]
+    assert pd.read_csv(tmp_path / "toy.csv")["status"].tolist() == ["found", "found", "not found"]
