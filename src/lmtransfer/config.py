@@ -27,6 +27,7 @@ from lmtransfer.stages.vessels import VesselsParams
 from lmtransfer.training.train import TrainConfig
 from lmtransfer.transfer.boosting import BoostConfig
 from lmtransfer.transfer.cifar import CifarConfig
+from lmtransfer.transfer.lesion_sources import LESION_SOURCES, PhantomLesions
 from lmtransfer.transfer.lesions import LesionPatchConfig
 from lmtransfer.transfer.vessels import VesselConfig
 from lmtransfer.tuning.search import TuneConfig
@@ -150,7 +151,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     later = {
         "phantom_mra": _nested(PhantomMRAParams, "phantom", PhantomMRAConfig, sections.pop("phantom_mra", {}), f"{path}: phantom_mra"),
         "vessels": _nested(VesselsParams, "vessel", VesselConfig, sections.pop("vessels", {}), f"{path}: vessels"),
-        "lesion": _nested(LesionParams, "patch", LesionPatchConfig, sections.pop("lesion", {}), f"{path}: lesion"),
+        "lesion": _lesion(sections.pop("lesion", {}), f"{path}: lesion"),
         "cifar": _nested(CifarParams, "cifar", CifarConfig, sections.pop("cifar", {}), f"{path}: cifar"),
         "transfer": _nested(TransferParams, "boost", BoostConfig, sections.pop("transfer", {}), f"{path}: transfer"),
         "finetune": _build(FinetuneParams, sections.pop("finetune", {}) or {}, f"{path}: finetune"),
@@ -161,11 +162,28 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     pretrain = replace(pretrain, train=replace(pretrain.train, threads=threads))
     later["cifar"] = replace(later["cifar"], cifar=replace(later["cifar"].cifar, threads=threads))
     later["detect"] = replace(later["detect"], detect=replace(later["detect"].detect, threads=threads))
-    if later["lesion"].source not in {"phantom", "medmnist", "luna16"}:
-        raise ConfigError(f"{path}: lesion.source must be phantom, medmnist or luna16, got {later['lesion'].source!r}")
+    # the phantom lesion source reads what the MRA phantom and vessel stages wrote: named there, once
+    phantom_source = PhantomLesions(later["phantom_mra"].out_dir, later["vessels"].out_dir)
+    later["lesion"] = replace(later["lesion"], sources={**later["lesion"].sources, "phantom": phantom_source})
     if sections:
         raise ConfigError(f"{path}: unknown section(s) {sorted(sections)}")
     return Params(phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain, tune=tune, **later)
+
+
+def _lesion(values: dict | None, where: str) -> LesionParams:
+    """The ``lesion`` section: patch settings, ``source``, and one nested mapping per registered source."""
+    values = dict(values or {})
+    old = sorted(k for k in values if k.startswith(("medmnist_", "luna_", "phantom_dir", "vessels_dir")))
+    if old:
+        raise ConfigError(f"{where}: {old}: each lesion source has its own settings now: lesion.medmnist.npz, "
+                          "lesion.medmnist.positive_labels, lesion.luna16.dir, .candidates, .hu_window, .max_negatives_per_case; "
+                          "the phantom reads phantom_mra.out_dir and vessels.out_dir")
+    if values.get("phantom"):
+        raise ConfigError(f"{where}.phantom: the phantom source has no settings of its own (it reads phantom_mra.out_dir and "
+                          "vessels.out_dir)")
+    values.pop("phantom", None)
+    sources = {name: _build(settings, values.pop(name, None) or {}, f"{where}.{name}") for name, settings in LESION_SOURCES.items()}
+    return replace(_nested(LesionParams, "patch", LesionPatchConfig, values, where), sources=sources)
 
 
 def _nested(outer, inner_name: str, inner, values: dict | None, where: str):

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from conftest import validate_markups
 from lmtransfer.detection.detector import DetectConfig, LandmarkDetector
-from lmtransfer.stages.detect_eval import DetectEvalParams, evaluate
+from lmtransfer.stages.detect_eval import DetectEvalParams, Paths, evaluate
 from toy_detection import BLOBS_LPS, toy_ct, CentreIntensityNet, CARD
 
 
@@ -40,10 +40,10 @@ def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
         return LandmarkDetector(CentreIntensityNet(), CARD, config, shape)
 
     monkeypatch.setattr(LandmarkDetector, "from_checkpoint", staticmethod(stand_in))
-    params = DetectEvalParams(detect=DetectConfig(threads=1), model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv",
-                                  truth=tmp_path / "truth.csv", splits=tmp_path / "splits.json", out_dir=tmp_path / "report", track=False,
-                                  shape_model=tmp_path / "shape.json")
-    metrics = evaluate(params, progress=False)
+    params = DetectEvalParams(detect=DetectConfig(threads=1), track=False)
+    where = Paths(model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv", images=tmp_path, truth=tmp_path / "truth.csv",
+                  splits=tmp_path / "splits.json", shape_model=tmp_path / "shape.json", out_dir=tmp_path / "report")
+    metrics = evaluate(params, where, progress=False)
     assert metrics["cases"] == 2 and metrics["detection_rate"] == 1.0 and metrics["false_detections"] == 0
     assert metrics["p90_error_mm"] < 2.0 and metrics["seconds_per_volume"] > 0 and metrics["volumes_timed"] == 2
     assert "seconds_per_volume" not in json.loads((tmp_path / "report" / "metrics.json").read_text())
@@ -57,12 +57,12 @@ def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
     # interrupted: c2 never finished; c1 is kept, c2 redone
     kept = (report / "detections" / "c1.csv").stat().st_mtime_ns
     (report / "detections" / "c2.csv").unlink()
-    again = evaluate(params, progress=False)
+    again = evaluate(params, where, progress=False)
     timing = ("seconds_per_volume", "seconds_per_volume_max", "volumes_timed")
     assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in metrics.items() if k not in timing}
     assert (report / "detections" / "c1.csv").stat().st_mtime_ns == kept
     # another setting: every case is redone
-    evaluate(replace(params, detect=DetectConfig(threads=1, min_probability=0.6)), progress=False)
+    evaluate(replace(params, detect=DetectConfig(threads=1, min_probability=0.6)), where, progress=False)
     assert (report / "detections" / "c1.csv").stat().st_mtime_ns != kept
 
 
@@ -70,7 +70,8 @@ def test_detect_eval_names_a_case_without_truth(tmp_path):
     pd.DataFrame({"case": ["c1"], "image_path": ["x.nii.gz"], "landmark": ["a"]}).to_csv(tmp_path / "manifest.csv", index=False)
     pd.DataFrame({"case": ["c9"], "landmark": ["a"], "x": [0.0], "y": [0.0], "z": [0.0], "space": ["LPS"]}).to_csv(tmp_path / "t.csv", index=False)
     (tmp_path / "splits.json").write_text(json.dumps({"test": ["c1"]}))
-    params = DetectEvalParams(manifest=tmp_path / "manifest.csv", truth=tmp_path / "t.csv", splits=tmp_path / "splits.json", track=False)
+    where = Paths(model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv", images=tmp_path, truth=tmp_path / "t.csv",
+                  splits=tmp_path / "splits.json", shape_model=tmp_path / "shape.json", out_dir=tmp_path / "report")
     with pytest.raises(ValueError, match=r"t.csv: no landmark truth for case\(s\) \['c1'\]"):
-        evaluate(params, progress=False)
+        evaluate(DetectEvalParams(track=False), where, progress=False)
 

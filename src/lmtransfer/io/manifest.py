@@ -235,12 +235,17 @@ def _validate_case(case: str, group: pd.DataFrame, image_path: Path, geometry: G
     return rows
 
 
+# what `write_outputs` writes into its folder: the manifest, the problem report, the summary
+MANIFEST_CSV, REPORT_CSV, SUMMARY_JSON = "manifest.csv", "ingest_report.csv", "ingest_summary.json"
+OUTPUT_FILES = (MANIFEST_CSV, REPORT_CSV, SUMMARY_JSON)
+
+
 def write_outputs(manifest: pd.DataFrame, report: IngestReport, out_dir: Path) -> dict:
-    """Write ``manifest.csv``, ``ingest_report.csv`` and ``ingest_summary.json``; return the summary."""
+    """Write ``manifest.csv``, ``ingest_report.csv`` and ``ingest_summary.json`` (:data:`OUTPUT_FILES`); return the summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest.to_csv(out_dir / "manifest.csv", index=False, float_format="%.4f")
-    report.frame().to_csv(out_dir / "ingest_report.csv", index=False)
+    manifest.to_csv(out_dir / MANIFEST_CSV, index=False, float_format="%.4f")
+    report.frame().to_csv(out_dir / REPORT_CSV, index=False)
     summary = {
         "cases": int(manifest["case"].nunique()) if len(manifest) else 0,
         "landmarks": int(len(manifest)),
@@ -249,5 +254,5 @@ def write_outputs(manifest: pd.DataFrame, report: IngestReport, out_dir: Path) -
         "errors": report.n_errors,
         "warnings": len(report.rows) - report.n_errors,
     }
-    (out_dir / "ingest_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -8,7 +8,8 @@ take values and callbacks and return values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 # subcommand modules in the order `lmtransfer --help` lists them
@@ -43,3 +44,34 @@ def stage_params(args):
     from lmtransfer.config import load_params
 
     return load_params(args.params)
+
+
+def reads() -> Any:
+    """A :class:`StagePaths` field the stage reads (a path, a tuple of paths, or None)."""
+    return field(metadata={"io": "read"})
+
+
+def writes() -> Any:
+    """A :class:`StagePaths` field the stage writes (a file or a folder it fills)."""
+    return field(metadata={"io": "write"})
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    """Every path a stage reads or writes, worked out once from params.yaml and the command line by
+    the stage's ``paths(params, args)``; ``run`` uses these and nothing else, and a test checks them
+    against the stage's deps and outs in dvc.yaml."""
+
+    def _marked(self, kind: str) -> list[Path]:
+        found = []
+        for f in fields(self):
+            if f.metadata.get("io") == kind:
+                value = getattr(self, f.name)
+                found += [Path(v) for v in (value if isinstance(value, (tuple, list)) else (value,)) if v]
+        return found
+
+    def read(self) -> list[Path]:
+        return self._marked("read")
+
+    def written(self) -> list[Path]:
+        return self._marked("write")

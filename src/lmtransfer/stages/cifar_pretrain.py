@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_device, stage_params
+from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
 from lmtransfer.transfer.cifar import CifarConfig
 
 COMMAND = Command(
@@ -34,26 +34,39 @@ class CifarParams:
     reports: Path = Path("reports/cifar")
 
 
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    source: Path | None = reads()
+    model: Path = writes()
+    reports: Path = writes()
+
+
+def paths(params, args) -> Paths:
+    """CIFAR-10 in (``cifar.source``; the environment variable or a download otherwise); the CIFAR-CNN and its reports out."""
+    source = params.cifar.cifar.source
+    return Paths(Path(source) if source else None, Path(args.model or params.cifar.model), Path(params.cifar.reports))
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     from lmtransfer.models.checkpoint import ModelCard, save_checkpoint
     from lmtransfer.transfer.cifar import LABEL_NAMES, load_cifar10, pretrain_cifar
 
     params = stage_params(args)
-    stage, arch = params.cifar, params.pretrain.train
+    stage, arch, where = params.cifar, params.pretrain.train, paths(params, args)
     data = load_cifar10(stage.cifar)
     print(f"CIFAR-10 from {data.origin}: {len(data.y_train)} training, {len(data.y_test)} test images")
     architecture = {"depth": arch.depth, "width": arch.width, "convs_per_block": arch.convs_per_block,
                     "feature_dim": arch.feature_dim, "dropout": arch.dropout}
     start = time.perf_counter()
     model, history, test_top1 = pretrain_cifar(data, architecture, stage.cifar, device=stage_device(args, params))
-    model_path = Path(args.model or stage.model)
+    model_path = where.model
     model_path.parent.mkdir(parents=True, exist_ok=True)
     card = ModelCard(architecture="mini-VGG", config=dict(model.config), class_names=tuple(LABEL_NAMES[: model.config["n_classes"]]),
                      normalisation={"input": "uint8 RGB", "maps_to": [-1, 1]},
                      pretraining=f"CIFAR-10 ({len(data.y_train)} images from {data.origin})")
     save_checkpoint(model_path, model, card)
-    reports = Path(stage.reports)
+    reports = where.reports
     reports.mkdir(parents=True, exist_ok=True)
     history.to_csv(reports / "history.csv", index=False, float_format="%.5f")
     metrics = {"test_top1": round(test_top1, 4), "train_images": int(len(data.y_train)), "epochs": int(len(history)),

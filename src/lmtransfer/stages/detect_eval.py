@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lmtransfer.detection.detector import DetectConfig
-from lmtransfer.stages import Command, option, stage_device, stage_params
+from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
 from lmtransfer.tracking import Tracker
 
 EXPERIMENT = "landmark-detection"
@@ -36,9 +36,7 @@ class DetectEvalParams:
     detect: DetectConfig = field(default_factory=DetectConfig)
     model: Path = Path("models/lm_cnn_lm60.pt")
     shape_model: Path = Path("models/landmark_shape.json")   # fitted on the training cases by this stage
-    manifest: Path = Path("data/manifest/manifest.csv")
-    truth: Path = Path("data/phantom_ct/landmarks_truth.csv")
-    splits: Path = Path("data/splits.json")
+    truth: Path = Path("data/phantom_ct/landmarks_truth.csv")  # the cases and their images: ingest's manifest, split's splits
     split: str = "test"
     max_cases: int = 0                 # 0: every case of the split
     hit_radius_mm: float = 10.0
@@ -47,14 +45,34 @@ class DetectEvalParams:
     track: bool = True
 
 
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    model: Path = reads()
+    manifest: Path = reads()
+    images: Path = reads()
+    truth: Path = reads()
+    splits: Path = reads()
+    shape_model: Path = writes()
+    out_dir: Path = writes()
+
+
+def paths(params, args) -> Paths:
+    """The landmark CNN, ingest's manifest (and the volumes it lists), the truth and the case splits in;
+    the shape model and the report folder out."""
+    stage = params.detect
+    return Paths(Path(stage.model), params.ingest.manifest, Path(params.ingest.images), Path(stage.truth), Path(params.split.out),
+                 Path(stage.shape_model), Path(getattr(args, "out", None) or stage.out_dir))
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     from lmtransfer.tracking import make_tracker
 
     params = stage_params(args)
     stage = params.detect
-    overrides = {k: v for k, v in {"max_cases": args.max_cases, "out_dir": Path(args.out) if args.out else None}.items() if v is not None}
-    metrics = evaluate(replace(stage, **overrides), progress=not args.quiet, tracker=make_tracker(stage.track),
+    if args.max_cases is not None:
+        stage = replace(stage, max_cases=args.max_cases)
+    metrics = evaluate(stage, paths(params, args), progress=not args.quiet, tracker=make_tracker(stage.track),
                        device=stage_device(args, params))
     print(f"detection on {metrics['cases']} {stage.split} cases: median error {metrics['median_error_mm']} mm, "
           f"90th percentile {metrics['p90_error_mm']} mm, detection rate {metrics['detection_rate']}, "
@@ -64,9 +82,9 @@ def run(args) -> int:
     return 0
 
 
-def evaluate(params: DetectEvalParams, progress: bool = True, tracker: Tracker | None = None, device="cpu") -> dict:
-    """Detect on the cases of ``params.split`` (resuming in ``out_dir/detections``); write metrics,
-    tables and figures into ``out_dir``; record a run with ``tracker``. Returns the metrics and timing."""
+def evaluate(params: DetectEvalParams, where: Paths, progress: bool = True, tracker: Tracker | None = None, device="cpu") -> dict:
+    """Detect on the cases of ``params.split`` (resuming in ``where.out_dir/detections``); write metrics,
+    tables and figures into ``where.out_dir``; record a run with ``tracker``. Returns the metrics and timing."""
     import numpy as np
     import SimpleITK as sitk
     from tqdm.auto import tqdm
@@ -76,23 +94,23 @@ def evaluate(params: DetectEvalParams, progress: bool = True, tracker: Tracker |
     from lmtransfer.detection.evaluate import load_truth, summarise
     from lmtransfer.detection.plots import error_boxplot, overlay
 
-    splits = json.loads(_need(params.splits, "run `dvc repro patches`").read_text())
+    splits = json.loads(_need(where.splits, "run `dvc repro patches`").read_text())
     if params.split not in splits:
-        raise ValueError(f"{params.splits}: no split named {params.split!r} (has {sorted(splits)})")
+        raise ValueError(f"{where.splits}: no split named {params.split!r} (has {sorted(splits)})")
     cases = list(splits[params.split])[: params.max_cases or None]
     if not cases:
-        raise ValueError(f"{params.splits}: split {params.split!r} is empty")
-    images = image_paths(_need(params.manifest, "run `dvc repro ingest`"), cases)
+        raise ValueError(f"{where.splits}: split {params.split!r} is empty")
+    images = image_paths(_need(where.manifest, "run `dvc repro ingest`"), cases)
     shown = params.overlay_case or cases[0]
     if shown not in images:  # checked before minutes of detection, not after
         raise ValueError(f"detect.overlay_case {shown!r} is not among the evaluated cases")
-    truth = load_truth(params.truth)
+    truth = load_truth(where.truth)
     without = sorted(set(cases) - set(truth["case"]))
     if without:
-        raise ValueError(f"{params.truth}: no landmark truth for case(s) {without}")
-    shape = fit_shape_model(params.manifest, list(splits.get("train", [])), params.shape_model)
-    detector = LandmarkDetector.from_checkpoint(_need(params.model, "run `dvc repro pretrain_60`"), params.detect, shape, device)
-    folder = detections_folder(Path(params.out_dir) / "detections", params.model, params.shape_model, params.detect)
+        raise ValueError(f"{where.truth}: no landmark truth for case(s) {without}")
+    shape = fit_shape_model(where.manifest, list(splits.get("train", [])), where.shape_model)
+    detector = LandmarkDetector.from_checkpoint(_need(where.model, "run `dvc repro pretrain_60`"), params.detect, shape, device)
+    folder = detections_folder(Path(where.out_dir) / "detections", where.model, where.shape_model, params.detect)
 
     with tqdm(total=len(cases), desc="detect_eval", unit="case", disable=not progress) as bar:
         def on_case(case, table, elapsed):
@@ -110,7 +128,7 @@ def evaluate(params: DetectEvalParams, progress: bool = True, tracker: Tracker |
     worst = per_landmark.dropna(subset=["median_error_mm"]).head(5)
     metrics["worst_five"] = {r.landmark: round(float(r.median_error_mm), 1) for r in worst.itertuples()}
 
-    out, artifacts = Path(params.out_dir), Path(params.out_dir) / "artifacts"
+    out, artifacts = Path(where.out_dir), Path(where.out_dir) / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     per_landmark.to_csv(out / "per_landmark.csv", index=False, float_format="%.2f")
@@ -119,7 +137,7 @@ def evaluate(params: DetectEvalParams, progress: bool = True, tracker: Tracker |
     overlay(sitk.ReadImage(str(images[shown])), scored[scored["case"] == shown], truth[truth["case"] == shown],
             artifacts / f"overlay_{shown}.png")
     if tracker is not None and tracker.enabled:
-        _track(tracker, params, {**metrics, **timing}, out)
+        _track(tracker, params, where, {**metrics, **timing}, out)
     return {**metrics, **timing}
 
 
@@ -130,14 +148,14 @@ def _need(path: Path, hint: str) -> Path:
     return path
 
 
-def _track(tracker: Tracker, params: DetectEvalParams, metrics: dict, out: Path) -> None:
+def _track(tracker: Tracker, params: DetectEvalParams, where: Paths, metrics: dict, out: Path) -> None:
     from lmtransfer.sampling.cache import file_hash
     from lmtransfer.tracking import git_commit, tracked_run
 
-    run_tags = {"git_commit": git_commit(), "seed": "none (deterministic search)", "model_hash": file_hash(params.model),
-                "truth_hash": file_hash(params.truth), "manifest_hash": file_hash(params.manifest), "splits_hash": file_hash(params.splits)}
+    run_tags = {"git_commit": git_commit(), "seed": "none (deterministic search)", "model_hash": file_hash(where.model),
+                "truth_hash": file_hash(where.truth), "manifest_hash": file_hash(where.manifest), "splits_hash": file_hash(where.splits)}
     with tracked_run(tracker, EXPERIMENT, f"detect-{params.split}", tags=run_tags) as run_id:
-        tracker.log_params(run_id, {**{f"detect.{k}": v for k, v in asdict(params.detect).items()}, "model": str(params.model),
+        tracker.log_params(run_id, {**{f"detect.{k}": v for k, v in asdict(params.detect).items()}, "model": str(where.model),
                                     "split": params.split, "cases": metrics["cases"], "hit_radius_mm": params.hit_radius_mm})
         tracker.log_metrics(run_id, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
         tracker.log_artifacts(run_id, out / "artifacts", artifact_path="reports")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmtransfer.stages import Command, option, stage_device, stage_params
+from lmtransfer.stages.transfer import Paths as TransferPaths
 from lmtransfer.stages.transfer import lesion_tags
 
 COMMAND = Command(
@@ -42,6 +43,12 @@ class FinetuneParams:
     track: bool = True
 
 
+def paths(params, args) -> TransferPaths:
+    """What the transfer stage reads (lesion set, LM-CNN, CIFAR-CNN) in; ``finetune.out_dir`` out."""
+    return TransferPaths(Path(params.lesion.out_dir), Path(params.transfer.lm_model), Path(params.cifar.model),
+                         Path(args.out or params.finetune.out_dir))
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     from lmtransfer.tracking import make_tracker
@@ -49,16 +56,15 @@ def run(args) -> int:
     from lmtransfer.transfer.lesions import load_lesion_set
 
     params = stage_params(args)
-    stage, transfer = params.finetune, params.transfer
-    out_dir = Path(args.out or stage.out_dir)
+    stage, transfer, where = params.finetune, params.transfer, paths(params, args)
+    out_dir = where.out_dir
     if not stage.enabled:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps({"enabled": False}) + "\n")
         print("fine-tuning is off (finetune.enabled: false)")
         return 0
-    lesion_dir = Path(transfer.lesions)
-    metrics = run_finetune(load_lesion_set(lesion_dir), stage, transfer.boost, transfer.lm_model, transfer.cifar_model, out_dir,
-                           tags=lesion_tags(lesion_dir, transfer), tracker=make_tracker(stage.track), threads=params.compute.threads,
+    metrics = run_finetune(load_lesion_set(where.lesions), stage, transfer.boost, where.lm_model, where.cifar_model, out_dir,
+                           tags=lesion_tags(where), tracker=make_tracker(stage.track), threads=params.compute.threads,
                            device=stage_device(args, params))
     print("fine-tuned test AUC: " + ", ".join(f"{s} {metrics[f'{s}_test_auc']:.3f}" for s in stage.sources))
     return 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.io.manifest import MANIFEST_CSV, OUTPUT_FILES
+from lmtransfer.stages import Command, StagePaths, option, reads, stage_params, writes
 
 COMMAND = Command(
     name="ingest",
@@ -42,22 +43,46 @@ class IngestParams:
     strict: bool = False
     max_voxels: int = 800_000_000   # volumes declaring more are refused from the header
 
+    @property
+    def manifest(self) -> Path:
+        """The manifest the later stages read."""
+        return Path(self.out_dir) / MANIFEST_CSV
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """Manifest, problem report and summary, in ``out_dir``."""
+        return tuple(Path(self.out_dir) / name for name in OUTPUT_FILES)
+
+
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    images: Path = reads()
+    landmarks: tuple[Path, ...] = reads()
+    manifest: Path = writes()
+    report: Path = writes()
+    summary: Path = writes()
+
+
+def paths(params, args) -> Paths:
+    """Volumes and landmark files in; the manifest, problem report and summary out (``ingest`` or the command line)."""
+    stage = replace(params.ingest, out_dir=Path(args.out)) if args.out else params.ingest
+    return Paths(Path(args.images or stage.images), tuple(Path(p) for p in (args.landmarks or stage.landmarks)), *stage.outputs)
+
 
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     from lmtransfer.io.manifest import build_manifest, write_outputs
 
-    params = stage_params(args).ingest
-    images = Path(args.images or params.images)
-    landmarks = [Path(p) for p in (args.landmarks or params.landmarks)]
-    out_dir = Path(args.out or params.out_dir)
+    everything = stage_params(args)
+    params, where = everything.ingest, paths(everything, args)
+    images, landmarks, out_dir = where.images, list(where.landmarks), where.manifest.parent
     verify = params.verify_voxels if args.verify is None else args.verify
     manifest, report = build_manifest(images, landmarks, verify_voxels=verify, workers=args.workers or params.workers,
                                       progress=not args.quiet, max_voxels=params.max_voxels)
     summary = write_outputs(manifest, report, out_dir)
-    print(f"manifest: {out_dir / 'manifest.csv'} ({summary['cases']} cases, {summary['landmarks']} landmarks, "
+    print(f"manifest: {where.manifest} ({summary['cases']} cases, {summary['landmarks']} landmarks, "
           f"{summary['landmark_kinds']} kinds, {summary['outside_image']} outside the image)")
-    print(f"report: {out_dir / 'ingest_report.csv'} ({summary['errors']} errors, {summary['warnings']} warnings)")
+    print(f"report: {where.report} ({summary['errors']} errors, {summary['warnings']} warnings)")
     for row in report.rows[:20]:
         print(f"  {row['severity']}: {row['file']}: {row['problem']}")
     if len(report.rows) > 20:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmtransfer.sampling.cache import PatchCacheConfig
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, StagePaths, option, reads, stage_params, writes
 
 COMMAND = Command(
     name="patches",
@@ -34,7 +34,6 @@ class PatchesParams:
     """The ``patches`` section of params.yaml."""
 
     patch: PatchCacheConfig = field(default_factory=PatchCacheConfig)
-    manifest: Path = Path("data/manifest/manifest.csv")
     out_dir: Path = Path("data/patches")
     workers: int = 2
 
@@ -48,6 +47,19 @@ class SplitParams:
     out: Path = Path("data/splits.json")
 
 
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    manifest: Path = reads()
+    out_dir: Path = writes()
+    splits: Path = writes()
+
+
+def paths(params, args) -> Paths:
+    """The ingest stage's manifest in; the patch cache and the case splits out."""
+    return Paths(Path(args.manifest or params.ingest.manifest), Path(args.out or params.patches.out_dir),
+                 Path(args.splits or params.split.out))
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     import pandas as pd
@@ -55,16 +67,16 @@ def run(args) -> int:
     from lmtransfer.sampling.cache import build_patch_cache, file_hash, split_cases
 
     params = stage_params(args)
-    stage = params.patches
-    manifest_path = Path(args.manifest or stage.manifest)
+    stage, where = params.patches, paths(params, args)
+    manifest_path = where.manifest
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path}: manifest not found; run `lmtransfer ingest` first")
     manifest = pd.read_csv(manifest_path)
-    out_dir = Path(args.out or stage.out_dir)
+    out_dir = where.out_dir
     start = time.perf_counter()
     build_patch_cache(manifest, file_hash(manifest_path), stage.patch, out_dir, workers=args.workers or stage.workers, progress=not args.quiet)
     splits = split_cases(sorted(manifest.loc[manifest["in_image"].astype(bool), "case"].unique()), params.split.fractions, params.split.seed)
-    split_path = Path(args.splits or params.split.out)
+    split_path = where.splits
     split_path.parent.mkdir(parents=True, exist_ok=True)
     split_path.write_text(json.dumps(splits, indent=1) + "\n")
     index = pd.read_csv(out_dir / "index.csv")

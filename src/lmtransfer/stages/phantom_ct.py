@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, StagePaths, option, stage_params, writes
 
 COMMAND = Command(
     name="phantom-ct",
@@ -41,11 +41,22 @@ class PhantomCTParams:
     preview_cases: tuple[int, ...] = (0,)
 
 
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    out_dir: Path = writes()
+
+
+def paths(params, args) -> Paths:
+    """The folder the phantom set is written to (``--out`` or ``phantom_ct.out_dir``)."""
+    return Paths(out_dir=Path(args.out or params.phantom_ct.out_dir))
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     from lmtransfer.phantoms.torso_ct import case_id, generate_dataset, write_index
 
-    params = stage_params(args).phantom_ct
+    everything = stage_params(args)
+    params, out_dir = everything.phantom_ct, paths(everything, args).out_dir
     cfg = params.phantom
     if args.n_cases is not None:
         cfg = replace(cfg, n_cases=args.n_cases)
@@ -53,7 +64,6 @@ def run(args) -> int:
         cfg = replace(cfg, seed=args.seed)
     if args.spacing_inplane_mm is not None:
         cfg = replace(cfg, spacing_inplane_mm=args.spacing_inplane_mm)
-    out_dir = Path(args.out or params.out_dir)
     workers = args.workers or params.workers
     start = time.perf_counter()
     table = generate_dataset(cfg, out_dir, workers=workers, progress=not args.quiet)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lmtransfer.phantoms.head_mra import PhantomMRAConfig
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, StagePaths, option, stage_params, writes
 
 COMMAND = Command(
     name="phantom-mra",
@@ -40,6 +40,16 @@ class PhantomMRAParams:
     preview_cases: tuple[int, ...] = (0,)
 
 
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    out_dir: Path = writes()
+
+
+def paths(params, args) -> Paths:
+    """The folder the MRA phantom set is written to (``--out`` or ``phantom_mra.out_dir``)."""
+    return Paths(out_dir=Path(args.out or params.phantom_mra.out_dir))
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     import numpy as np
@@ -48,9 +58,9 @@ def run(args) -> int:
     from lmtransfer.phantoms.dataset import case_id
     from lmtransfer.phantoms.head_mra import generate_dataset, save_mip_preview
 
-    params = stage_params(args).phantom_mra
+    everything = stage_params(args)
+    params, out_dir = everything.phantom_mra, paths(everything, args).out_dir
     cfg = params.phantom if args.n_cases is None else replace(params.phantom, n_cases=args.n_cases)
-    out_dir = Path(args.out or params.out_dir)
     start = time.perf_counter()
     table = generate_dataset(cfg, out_dir, workers=args.workers or params.workers, progress=not args.quiet)
     print(f"{len(table)} MRA cases in {out_dir} ({time.perf_counter() - start:.1f} s); {int((table['aneurysms'] > 0).sum())} with "

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_device, stage_params
+from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
 from lmtransfer.training.train import TrainConfig
 
 COMMAND = Command(
@@ -25,8 +25,8 @@ COMMAND = Command(
         option("--name", help="step name (default lmN)"),
         option("--cache", help="patch cache folder"),
         option("--splits", help="case splits JSON"),
-        option("--model", help="checkpoint to write (default models/lm_cnn_NAME.pt)"),
-        option("--reports", help="report folder (default reports/pretrain/NAME)"),
+        option("--model", help="checkpoint to write (default: pretrain.models_dir/lm_cnn_NAME.pt)"),
+        option("--reports", help="report folder (default: pretrain.reports_dir/NAME)"),
         option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
 )
@@ -38,7 +38,34 @@ class PretrainParams:
 
     train: TrainConfig = field(default_factory=TrainConfig)
     class_order_seed: int = 0
+    models_dir: Path = Path("models")             # each step writes lm_cnn_<name>.pt here
+    reports_dir: Path = Path("reports/pretrain")  # and its reports into <name>/ here
     track: bool = True
+
+    def model_path(self, name: str) -> Path:
+        """The checkpoint of step ``name`` (``lm20``, ``lm60``, ...)."""
+        return Path(self.models_dir) / f"lm_cnn_{name}.pt"
+
+
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    cache: Path = reads()
+    splits: Path = reads()
+    init: Path | None = reads()
+    model: Path = writes()
+    reports: Path = writes()
+
+
+def step_name(args) -> str:
+    return args.name or f"lm{args.landmarks}"
+
+
+def paths(params, args) -> Paths:
+    """The patch stage's cache and splits (and ``--init``) in; this step's checkpoint and reports out."""
+    name = step_name(args)
+    return Paths(Path(args.cache or params.patches.out_dir), Path(args.splits or params.split.out),
+                 Path(args.init) if args.init else None, Path(args.model or params.pretrain.model_path(name)),
+                 Path(args.reports or Path(params.pretrain.reports_dir) / name))
 
 
 def run(args) -> int:
@@ -49,17 +76,16 @@ def run(args) -> int:
 
     params = stage_params(args)
     device = stage_device(args, params)  # a missing GPU is named before any work
-    cache_dir = Path(args.cache or params.patches.out_dir)
-    split_path = Path(args.splits or params.split.out)
+    where = paths(params, args)
+    cache_dir, split_path = where.cache, where.splits
     if not (cache_dir / "patches.npy").exists():
         raise FileNotFoundError(f"{cache_dir}: no patch cache; run `lmtransfer patches` first")
     splits = json.loads(split_path.read_text())
-    name = args.name or f"lm{args.landmarks}"
+    name = step_name(args)
     cache_info = json.loads((cache_dir / "cache.json").read_text())
     result = run_step(
         name, args.landmarks, cache_dir, splits, params.patches.patch, params.pretrain.train, params.pretrain.class_order_seed,
-        Path(args.reports or f"reports/pretrain/{name}"), Path(args.model or f"models/lm_cnn_{name}.pt"),
-        Path(args.init) if args.init else None, tracker=make_tracker(params.pretrain.track), device=device,
+        where.reports, where.model, where.init, tracker=make_tracker(params.pretrain.track), device=device,
         tags={"data_hash": cache_info["manifest_hash"], "patch_cache_key": cache_info["key"], "splits_hash": file_hash(split_path)},
     )
     print(f"{name}: test top-1 {result.test['top1']:.4f}, top-5 {result.test['top5']:.4f}, balanced {result.test['balanced_accuracy']:.4f} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_device, stage_params
+from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
 from lmtransfer.transfer.boosting import BoostConfig
 
 COMMAND = Command(
@@ -30,22 +30,35 @@ class TransferParams:
     """The ``transfer`` section of params.yaml."""
 
     boost: BoostConfig = field(default_factory=BoostConfig)
-    lesions: Path = Path("data/lesion_patches")
-    lm_model: Path = Path("models/lm_cnn_lm60.pt")
-    cifar_model: Path = Path("models/cifar_cnn.pt")
+    lm_model: Path = Path("models/lm_cnn_lm60.pt")   # any landmark CNN checkpoint (the lesion set and CIFAR-CNN come from their stages)
     sources: tuple[str, ...] = ("lm", "cifar", "random")
     roc_sizes: tuple[int, ...] = (5, 50)
     out_dir: Path = Path("reports/transfer")
     track: bool = True
 
 
-def lesion_tags(lesion_dir: Path, transfer) -> dict:
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    lesions: Path = reads()
+    lm_model: Path = reads()
+    cifar_model: Path = reads()
+    out_dir: Path = writes()
+
+
+def paths(params, args) -> Paths:
+    """The lesion set (``lesion.out_dir``), the LM-CNN (``transfer.lm_model``) and the CIFAR-CNN
+    (``cifar.model``) in; the report folder out."""
+    return Paths(Path(getattr(args, "lesions", None) or params.lesion.out_dir), Path(params.transfer.lm_model),
+                 Path(params.cifar.model), Path(args.out or params.transfer.out_dir))
+
+
+def lesion_tags(where: Paths) -> dict:
     """Provenance tags of a transfer run: the lesion set's hash, and each model's path and hash."""
     from lmtransfer.transfer.experiment import model_hash
     from lmtransfer.transfer.lesions import set_hash
 
-    tags = {"lesion_set_hash": set_hash(lesion_dir)}
-    for name, path in (("lm_model", transfer.lm_model), ("cifar_model", transfer.cifar_model)):
+    tags = {"lesion_set_hash": set_hash(where.lesions)}
+    for name, path in (("lm_model", where.lm_model), ("cifar_model", where.cifar_model)):
         if Path(path).exists():
             tags[f"{name}_hash"], tags[name] = model_hash(Path(path)), str(path)
     return tags
@@ -59,12 +72,11 @@ def run(args) -> int:
     from lmtransfer.transfer.lesions import load_lesion_set
 
     everything = stage_params(args)
-    params = everything.transfer
-    lesion_dir = Path(args.lesions or params.lesions)
-    lesions = load_lesion_set(lesion_dir)
-    models = load_sources(params.lm_model, params.cifar_model, tuple(params.sources), params.boost.seed)
-    metrics = run_transfer(lesions, models, params.boost, Path(args.out or params.out_dir), everything.compute.threads,
-                           make_tracker(params.track), lesion_tags(lesion_dir, params), tuple(params.roc_sizes),
+    params, where = everything.transfer, paths(everything, args)
+    lesions = load_lesion_set(where.lesions)
+    models = load_sources(where.lm_model, where.cifar_model, tuple(params.sources), params.boost.seed)
+    metrics = run_transfer(lesions, models, params.boost, where.out_dir, everything.compute.threads,
+                           make_tracker(params.track), lesion_tags(where), tuple(params.roc_sizes),
                            device=stage_device(args, everything))
     n = params.boost.n_weak_learners
     for name in params.sources:

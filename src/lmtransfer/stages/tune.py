@@ -53,7 +53,7 @@ def run(args) -> int:
     overrides = {k: v for k, v in {"n_trials": args.n_trials, "timeout_s": args.timeout_s, "storage": args.storage,
                                     "study_name": args.study_name}.items() if v is not None}
     cfg = replace(cfg, **overrides)
-    manifest = Path(params.patches.manifest)
+    manifest = params.ingest.manifest
     split_path = Path(params.split.out)
     for needed in (manifest, split_path):
         if not needed.exists():

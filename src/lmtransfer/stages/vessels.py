@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, StagePaths, option, reads, stage_params, writes
 from lmtransfer.transfer.vessels import VesselConfig
 
 COMMAND = Command(
@@ -39,17 +39,31 @@ class VesselsParams:
     workers: int = 2
 
 
+@dataclass(frozen=True)
+class Paths(StagePaths):
+    images: Path = reads()
+    truth: Path | None = reads()
+    out_dir: Path = writes()
+    reports: Path = writes()
+
+
+def paths(params, args) -> Paths:
+    """The volumes (and vessel labels, where there are any) in; the masks and the Dice report out."""
+    stage = params.vessels
+    truth = Path(stage.truth) if stage.truth and Path(stage.truth).exists() else None
+    return Paths(Path(args.images or stage.images), truth, Path(args.out or stage.out_dir), Path(stage.reports))
+
+
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     from lmtransfer.transfer.vessels import extract_dataset
 
-    params = stage_params(args).vessels
-    images = Path(args.images or params.images)
-    truth = Path(params.truth) if params.truth and Path(params.truth).exists() else None
+    everything = stage_params(args)
+    params, where = everything.vessels, paths(everything, args)
     start = time.perf_counter()
-    table = extract_dataset(images, Path(args.out or params.out_dir), params.vessel, truth, workers=args.workers or params.workers,
+    table = extract_dataset(where.images, where.out_dir, params.vessel, where.truth, workers=args.workers or params.workers,
                             progress=not args.quiet)
-    reports = Path(params.reports)
+    reports = where.reports
     reports.mkdir(parents=True, exist_ok=True)
     table.to_csv(reports / "extraction.csv", index=False)
     metrics = {"cases": len(table),
