@@ -6,7 +6,7 @@ import torch
 from conftest import DIRECTIONS
 from lmtransfer.io.coords import Geometry
 from lmtransfer.sampling.planes import PatchSpec, _sample_axis_aligned, plane_points_lps, sample_planes, small_rotations
-from lmtransfer.sampling.sampler import LandmarkSampler, background_points
+from lmtransfer.sampling.sampler import LandmarkSampler, background_points, collate
 
 
 def linear_volume(geometry: Geometry, coefficients) -> np.ndarray:
@@ -102,3 +102,21 @@ def test_background_points_keep_their_distance():
     assert np.all((ijk >= np.array([10, 10, 5]) - 0.5) & (ijk <= np.array([49.5, 49.5, 34.5])))
     with pytest.raises(ValueError, match="background points"):
         background_points(volume, geometry, landmarks, 50, 500.0, np.random.default_rng(0))
+
+
+def test_random_draws_visit_every_name_equally_and_stop_at_num_patches():
+    subject = _subject([[0.0, 0.0, 0.0]] * 9 + [[5.0, 5.0, 5.0]], ["common"] * 9 + ["rare"])
+    drawn = [p["name"] for p in LandmarkSampler(PatchSpec(20.0, 8), draws=50, seed=1)(subject, num_patches=400)]
+    assert len(drawn) == 400
+    assert 0.4 < drawn.count("rare") / 400 < 0.6  # one point of ten, drawn half of the time: per name, not per point
+    endless = LandmarkSampler(PatchSpec(20.0, 8), draws=7)(subject)
+    assert len([next(endless) for _ in range(30)]) == 30  # no num_patches: TorchIO's Queue takes what it needs
+
+
+def test_collate_gives_back_the_planes_the_sampler_cut():
+    subject = _subject([[10.0, 12.0, 20.0], [0.0, 0.0, 0.0]], ["a", "b"])
+    planes, centres, names = collate(LandmarkSampler(PatchSpec(20.0, 16))(subject), 16)
+    assert planes.shape == (2, 3, 16, 16) and planes.dtype == np.float32 and names == ["a", "b"]
+    np.testing.assert_allclose(centres[0], [10.0, 12.0, 20.0])
+    nothing = _subject(np.zeros((0, 3)), [])
+    assert collate(LandmarkSampler(PatchSpec(20.0, 16))(nothing), 16)[0].shape == (0, 3, 16, 16)

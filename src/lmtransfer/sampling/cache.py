@@ -30,7 +30,7 @@ from tqdm import tqdm
 from lmtransfer.parallel import process_pool
 from lmtransfer.io.coords import Geometry
 from lmtransfer.sampling.planes import PatchSpec
-from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler, background_points
+from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler, background_points, collate
 
 BACKGROUND = "background"
 
@@ -65,7 +65,14 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _case_patches(case: str, rows: pd.DataFrame, cfg: PatchCacheConfig, case_seed: int, out_path: Path) -> Path:
+def case_seed(cfg: PatchCacheConfig, case: str) -> int:
+    """The seed of one case's background points and augmentation: fixed by ``cfg.seed`` and the case name."""
+    return int(hashlib.sha256(f"{cfg.seed}:{case}".encode()).hexdigest()[:8], 16)
+
+
+def case_subject(case: str, rows: pd.DataFrame, cfg: PatchCacheConfig, seed: int) -> tio.Subject:
+    """The case's image with its in-image landmarks and ``cfg.background_per_case`` background points
+    (drawn with ``seed``) listed for :class:`LandmarkSampler`."""
     image_path = rows["image_path"].iloc[0]
     try:
         image = tio.ScalarImage(image_path)
@@ -75,14 +82,18 @@ def _case_patches(case: str, rows: pd.DataFrame, cfg: PatchCacheConfig, case_see
     geometry = Geometry.from_ras_affine(image.affine, image.spatial_shape)
     names = rows["landmark"].tolist()
     points = rows[["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy(float)
-    rng = np.random.default_rng(case_seed)
+    rng = np.random.default_rng(seed)
     background = background_points(volume, geometry, points, cfg.background_per_case, cfg.background_min_distance_mm, rng)
-    subject = tio.Subject(ct=image, **{POINTS_KEY: np.vstack([points, background]), NAMES_KEY: names + [BACKGROUND] * len(background)})
+    return tio.Subject(ct=image, case=case, **{POINTS_KEY: np.vstack([points, background]), NAMES_KEY: names + [BACKGROUND] * len(background)})
+
+
+def _case_patches(case: str, rows: pd.DataFrame, cfg: PatchCacheConfig, seed: int, out_path: Path) -> Path:
+    subject = case_subject(case, rows, cfg, seed)
     variants, centres = [], []
     for variant in range(cfg.augmented_copies + 1):
         sampler = LandmarkSampler(cfg.spec, jitter_mm=cfg.jitter_mm if variant else 0.0,
-                                  rotation_deg=cfg.rotation_deg if variant else 0.0, seed=case_seed * 100 + variant)
-        planes, used = sampler.sample_arrays(subject)
+                                  rotation_deg=cfg.rotation_deg if variant else 0.0, seed=seed * 100 + variant)
+        planes, used, _ = collate(sampler(subject), cfg.pixels)
         variants.append(np.clip(np.rint(planes), -32768, 32767).astype(np.int16))
         centres.append(used)
     tmp = out_path.with_name(f".tmp_{out_path.name}")
@@ -112,7 +123,7 @@ def build_patch_cache(manifest: pd.DataFrame, manifest_hash: str, cfg: PatchCach
         raise ValueError("the manifest has no landmark inside an image: nothing to cut patches from")
     todo = [c for c in cases if not (pieces / f"{c}.npz").exists()]
     groups = {c: usable[usable["case"] == c] for c in todo}
-    seeds = {c: int(hashlib.sha256(f"{cfg.seed}:{c}".encode()).hexdigest()[:8], 16) for c in todo}
+    seeds = {c: case_seed(cfg, c) for c in todo}
     bar = tqdm(total=len(cases), initial=len(cases) - len(todo), desc="patches", unit="case", disable=not progress)
     args = [(c, groups[c], cfg, seeds[c], pieces / f"{c}.npz") for c in todo]
     if workers > 1 and len(args) > 1:

@@ -38,9 +38,15 @@ class PretrainParams:
 
     train: TrainConfig = field(default_factory=TrainConfig)
     class_order_seed: int = 0
+    loader: str = "cache"                         # cache: patches cut once (`patches` stage); queue: cut while training
+    samples_per_volume: int = 64                  # queue: patches cut per visit to a case
     models_dir: Path = Path("models")             # each step writes lm_cnn_<name>.pt here
     reports_dir: Path = Path("reports/pretrain")  # and its reports into <name>/ here
     track: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loader not in ("cache", "queue"):
+            raise ValueError(f"pretrain.loader must be cache or queue, got {self.loader!r}")
 
     def model_path(self, name: str) -> Path:
         """The checkpoint of step ``name`` (``lm20``, ``lm60``, ...)."""
@@ -49,7 +55,8 @@ class PretrainParams:
 
 @dataclass(frozen=True)
 class Paths(StagePaths):
-    cache: Path = reads()
+    cache: Path | None = reads()
+    manifest: Path | None = reads()
     splits: Path = reads()
     init: Path | None = reads()
     model: Path = writes()
@@ -61,9 +68,12 @@ def step_name(args) -> str:
 
 
 def paths(params, args) -> Paths:
-    """The patch stage's cache and splits (and ``--init``) in; this step's checkpoint and reports out."""
+    """The patch cache (or, with ``loader: queue``, ingest's manifest), the splits and ``--init`` in;
+    this step's checkpoint and reports out."""
     name = step_name(args)
-    return Paths(Path(args.cache or params.patches.out_dir), Path(args.splits or params.split.out),
+    queue = params.pretrain.loader == "queue"
+    return Paths(None if queue else Path(args.cache or params.patches.out_dir), params.ingest.manifest if queue else None,
+                 Path(args.splits or params.split.out),
                  Path(args.init) if args.init else None, Path(args.model or params.pretrain.model_path(name)),
                  Path(args.reports or Path(params.pretrain.reports_dir) / name))
 
@@ -76,17 +86,27 @@ def run(args) -> int:
 
     params = stage_params(args)
     device = stage_device(args, params)  # a missing GPU is named before any work
-    where = paths(params, args)
-    cache_dir, split_path = where.cache, where.splits
-    if not (cache_dir / "patches.npy").exists():
-        raise FileNotFoundError(f"{cache_dir}: no patch cache; run `lmtransfer patches` first")
-    splits = json.loads(split_path.read_text())
+    where, stage = paths(params, args), params.pretrain
+    splits = json.loads(where.splits.read_text())
     name = step_name(args)
-    cache_info = json.loads((cache_dir / "cache.json").read_text())
+    if stage.loader == "queue":
+        import pandas as pd
+
+        from lmtransfer.training.pretrain import queue_step_data
+
+        data = queue_step_data(pd.read_csv(where.manifest), splits, args.landmarks, stage.class_order_seed, params.patches.patch,
+                               stage.train.seed, stage.samples_per_volume)
+        tags = {"data_hash": file_hash(where.manifest), "loader": "queue"}
+    else:
+        if not (where.cache / "patches.npy").exists():
+            raise FileNotFoundError(f"{where.cache}: no patch cache; run `lmtransfer patches` first")
+        data = where.cache
+        cache_info = json.loads((where.cache / "cache.json").read_text())
+        tags = {"data_hash": cache_info["manifest_hash"], "patch_cache_key": cache_info["key"]}
     result = run_step(
-        name, args.landmarks, cache_dir, splits, params.patches.patch, params.pretrain.train, params.pretrain.class_order_seed,
-        where.reports, where.model, where.init, tracker=make_tracker(params.pretrain.track), device=device,
-        tags={"data_hash": cache_info["manifest_hash"], "patch_cache_key": cache_info["key"], "splits_hash": file_hash(split_path)},
+        name, args.landmarks, data, splits, params.patches.patch, stage.train, stage.class_order_seed,
+        where.reports, where.model, where.init, tracker=make_tracker(stage.track), device=device,
+        tags={**tags, "splits_hash": file_hash(where.splits)},
     )
     print(f"{name}: test top-1 {result.test['top1']:.4f}, top-5 {result.test['top5']:.4f}, balanced {result.test['balanced_accuracy']:.4f} "
           f"(best validation top-1 {result.val_top1:.4f}, {result.epochs} epochs, {result.seconds:.0f} s)")

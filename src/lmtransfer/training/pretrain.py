@@ -20,7 +20,7 @@ from lmtransfer.tracking import NullTracker, Tracker, git_commit, tracked_run
 from lmtransfer.sampling.cache import BACKGROUND, PatchCacheConfig, load_cache
 from lmtransfer.training.data import PatchSet, class_order, select
 from lmtransfer.training.metrics import most_confused, save_confusion, save_curves, save_gallery, summarise
-from lmtransfer.training.train import TrainConfig, predict, train_model
+from lmtransfer.training.train import PatchStream, TrainConfig, predict, train_model
 
 EXPERIMENT = "landmark-pretraining"
 REGISTERED_MODEL = "lm-cnn"
@@ -47,24 +47,68 @@ def model_card(model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, 
     )
 
 
+@dataclass
+class StepData:
+    """The patches of one step: training (in memory or cut on the fly), validation and test (exact patches)."""
+
+    class_names: list[str]
+    train: PatchSet | PatchStream
+    val: PatchSet
+    test: PatchSet
+
+    def describe(self) -> str:
+        train = f"{len(self.train)} training patches" if isinstance(self.train, PatchSet) else "training patches cut on the fly"
+        return f"{train}, {len(self.val)} validation, {len(self.test)} test"
+
+
+def step_classes(names: list[str], n_landmarks: int, order_seed: int) -> list[str]:
+    """The first ``n_landmarks`` kinds of the seeded order, and background last."""
+    order = class_order(names, order_seed)
+    if n_landmarks > len(order):
+        raise ValueError(f"{n_landmarks} landmark classes asked, the data has {len(order)} kinds")
+    return order[:n_landmarks] + [BACKGROUND]
+
+
+def cached_step_data(cache_dir: Path, splits: dict, n_landmarks: int, order_seed: int) -> StepData:
+    """The step's patches from the patch cache (``pretrain.loader: cache``)."""
+    patches, index = load_cache(cache_dir)
+    class_names = step_classes(index["name"].tolist(), n_landmarks, order_seed)
+    return StepData(class_names, select(patches, index, splits["train"], class_names, "all"),
+                    select(patches, index, splits["val"], class_names, "clean"), select(patches, index, splits["test"], class_names, "clean"))
+
+
+def queue_step_data(manifest: pd.DataFrame, splits: dict, n_landmarks: int, order_seed: int, patch: PatchCacheConfig, seed: int,
+                    samples_per_volume: int = 64, workers: int = 0) -> StepData:
+    """The step's patches without a cache (``pretrain.loader: queue``): training patches drawn from a
+    TorchIO queue while training, validation and test patches cut once, exactly as the cache cuts them."""
+    from lmtransfer.sampling.queue import QueuePatches, case_subjects, exact_patches
+
+    in_image = manifest[manifest["in_image"].astype(bool)]
+    class_names = step_classes(in_image["landmark"].tolist(), n_landmarks, order_seed)
+
+    def exact(cases):
+        x, index = exact_patches(case_subjects(manifest, cases, patch, class_names), patch)
+        return select(x, index.assign(row=np.arange(len(index))), cases, class_names, "clean")
+
+    train = QueuePatches(case_subjects(manifest, splits["train"], patch, class_names), class_names, patch, seed,
+                         samples_per_volume=samples_per_volume, num_workers=workers)
+    return StepData(class_names, train, exact(splits["val"]), exact(splits["test"]))
+
+
 def run_step(
-    name: str, n_landmarks: int, cache_dir: Path, splits: dict, patch: PatchCacheConfig, cfg: TrainConfig,
+    name: str, n_landmarks: int, data: Path | StepData, splits: dict, patch: PatchCacheConfig, cfg: TrainConfig,
     order_seed: int, out_dir: Path, model_path: Path, init_path: Path | None = None, tracker: Tracker | None = None,
     tags: dict | None = None, device: torch.device | str = "cpu",
 ) -> StepResult:
-    """Train and evaluate the ``n_landmarks`` + 1 class model; write its reports and checkpoint, and
-    record the run with ``tracker`` (none: nothing recorded)."""
+    """Train and evaluate the ``n_landmarks`` + 1 class model on ``data`` (a patch cache folder, or
+    :class:`StepData`); write its reports and checkpoint, and record the run with ``tracker``
+    (none: nothing recorded)."""
     import time
 
     start = time.perf_counter()
-    patches, index = load_cache(cache_dir)
-    order = class_order(index["name"].tolist(), order_seed)
-    if n_landmarks > len(order):
-        raise ValueError(f"{n_landmarks} landmark classes asked, the data has {len(order)} kinds")
-    class_names = order[:n_landmarks] + [BACKGROUND]
-    train = select(patches, index, splits["train"], class_names, "all")
-    val = select(patches, index, splits["val"], class_names, "clean")
-    test = select(patches, index, splits["test"], class_names, "clean")
+    if not isinstance(data, StepData):
+        data = cached_step_data(Path(data), splits, n_landmarks, order_seed)
+    class_names, train, val, test = data.class_names, data.train, data.val, data.test
     init = None
     if init_path is not None:
         previous, card = load_checkpoint(init_path)
@@ -74,8 +118,8 @@ def run_step(
             raise ValueError(f"{init_path}: classes {missing} of the previous step are not in this step")
         init = previous.widened(len(class_names), {i: class_names.index(c) for i, c in enumerate(old)}, seed=cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{name}: {n_landmarks}+1 classes, {len(train)} training patches ({len(splits['train'])} cases), "
-          f"{len(val)} validation, {len(test)} test" + (f", starting from {init_path}" if init_path else ""))
+    print(f"{name}: {n_landmarks}+1 classes, {data.describe()} ({len(splits['train'])} training cases)"
+          + (f", starting from {init_path}" if init_path else ""))
 
     tracker = tracker or NullTracker()
     params = {**{f"patch.{k}": v for k, v in asdict(patch).items()}, **{f"train.{k}": v for k, v in asdict(cfg).items()},

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,7 @@ def predict(model: nn.Module, x_hu: np.ndarray, normaliser: Normaliser, batch_si
 
 
 def train_model(
-    train: PatchSet,
+    train: PatchSet | PatchStream,
     val: PatchSet,
     cfg: TrainConfig,
     model: MiniVGG | None = None,
@@ -72,6 +73,9 @@ def train_model(
 ) -> tuple[MiniVGG, pd.DataFrame]:
     """Train with early stopping on validation top-1 on ``cfg.threads`` CPU threads; returns the best
     model (on the CPU) and the per-epoch history.
+
+    ``train``: patches in memory (class-balanced draws of ``cfg.epoch_patches`` per epoch) or a
+    stream that cuts them on the fly (:class:`lmtransfer.sampling.queue.QueuePatches`).
 
     ``on_epoch(epoch, values)`` is called after every epoch (MLflow logging, Optuna pruning);
     it may raise to stop training. ``device``: where the network runs (see :mod:`lmtransfer.devices`);
@@ -83,38 +87,57 @@ def train_model(
         return _train(train, val, cfg, model, on_epoch, progress, device)
 
 
-def _train(train: PatchSet, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epoch, progress, device: torch.device):
+class PatchStream(Protocol):
+    """Training patches cut while training: HU planes ``(b, 3, P, P)`` and labels ``(b,)`` per batch."""
+
+    class_names: list[str]
+
+    def batches(self, n_patches: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+def _cached_batches(train: PatchSet, cfg: TrainConfig, generator: torch.Generator, device: torch.device):
+    """Class-balanced draws from patches held in memory (the patch cache route)."""
+    weights = torch.from_numpy(balanced_weights(train.y))
+    x_train, y_train = torch.from_numpy(np.array(train.x)), torch.from_numpy(np.array(train.y))
+    if device.type == "cuda":
+        x_train = x_train.pin_memory()
+
+    def batches(n_patches: int, batch_size: int):
+        draws = torch.multinomial(weights, n_patches, replacement=True, generator=generator)
+        for batch in draws.split(batch_size):
+            yield x_train[batch], y_train[batch]
+
+    return batches
+
+
+def _train(train, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epoch, progress, device: torch.device):
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     n_classes = len(train.class_names)
-    pixels = train.x.shape[-1]
+    pixels = val.x.shape[-1]
     model = prepare(model if model is not None else cfg.build(n_classes, pixels), device)
     scaler = grad_scaler(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.max_epochs)
     loss_fn = nn.CrossEntropyLoss()
-    weights = torch.from_numpy(balanced_weights(train.y))
-    x_train, y_train = torch.from_numpy(np.array(train.x)), torch.from_numpy(np.array(train.y))
-    if device.type == "cuda":
-        x_train = x_train.pin_memory()
+    epoch_batches = _cached_batches(train, cfg, generator, device) if isinstance(train, PatchSet) else train.batches
     normalise = cfg.normaliser
     best_top1, best_state, best_epoch, history = -1.0, None, 0, []
     for epoch in range(1, cfg.max_epochs + 1):
         start = time.perf_counter()
         model.train()
-        draws = torch.multinomial(weights, cfg.epoch_patches, replacement=True, generator=generator)
         total_loss = correct = seen = 0
-        for batch in draws.split(cfg.batch_size):
-            x = augment_intensity(x_train[batch], generator, cfg.intensity_scale, cfg.intensity_shift_hu)
-            y = to_device(y_train[batch], device)
+        for x_hu, y_cpu in epoch_batches(cfg.epoch_patches, cfg.batch_size):
+            x = augment_intensity(x_hu, generator, cfg.intensity_scale, cfg.intensity_shift_hu)
+            y = to_device(y_cpu, device)
             with autocast(device):
                 logits = model(to_device(normalise(x), device))
                 loss = loss_fn(logits, y)
             optimiser.zero_grad(set_to_none=True)
             optimiser_step(loss, optimiser, scaler)
-            total_loss += loss.item() * len(batch)
+            total_loss += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
-            seen += len(batch)
+            seen += len(y)
         scheduler.step()
         train_seconds = time.perf_counter() - start
         scores = predict(model, val.x, normalise, device=device)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from lmtransfer.parallel import process_pool
 from lmtransfer.io.coords import Geometry
 from lmtransfer.sampling.planes import PatchSpec
-from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler
+from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler, collate
 
 INDEX_COLUMNS = ["case", "label", "variant", "kind", "x_lps_mm", "y_lps_mm", "z_lps_mm", "fixed_split"]
 
@@ -123,7 +123,7 @@ def cut_patches(image: tio.ScalarImage, centres_lps_mm: np.ndarray, copies: np.n
     """
     centres_lps_mm = np.asarray(centres_lps_mm, float).reshape(-1, 3)
     subject = tio.Subject(image=image, **{POINTS_KEY: centres_lps_mm, NAMES_KEY: [""] * len(centres_lps_mm)})
-    exact, used = LandmarkSampler(cfg.spec, image_name="image", fill_value=fill_value, seed=seed).sample_arrays(subject)
+    exact, used, _ = collate(LandmarkSampler(cfg.spec, image_name="image", fill_value=fill_value, seed=seed)(subject), cfg.pixels)
     planes, centres, variants, sources = [exact], [used], [np.zeros(len(used), int)], [np.arange(len(used))]
     for variant in range(1, int(copies.max(initial=0)) + 1):
         chosen = copies >= variant
@@ -131,7 +131,7 @@ def cut_patches(image: tio.ScalarImage, centres_lps_mm: np.ndarray, copies: np.n
             break
         sub = tio.Subject(image=image, **{POINTS_KEY: centres_lps_mm[chosen], NAMES_KEY: [""] * int(chosen.sum())})
         sampler = LandmarkSampler(cfg.spec, cfg.jitter_mm, cfg.rotation_deg, image_name="image", fill_value=fill_value, seed=seed * 100 + variant)
-        p, c = sampler.sample_arrays(sub)
+        p, c, _ = collate(sampler(sub), cfg.pixels)
         planes.append(p), centres.append(c), variants.append(np.full(len(c), variant)), sources.append(np.flatnonzero(chosen))
     return np.concatenate(planes), np.concatenate(centres), np.concatenate(variants), np.concatenate(sources)
 
