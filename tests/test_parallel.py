@@ -54,3 +54,30 @@ def test_phantom_workers_exit_when_the_parent_is_killed(tmp_path):
     before = _snapshot(tmp_path / "phantom")
     time.sleep(3)  # a surviving worker would finish its case and write it now
     assert _snapshot(tmp_path / "phantom") == before
+
+
+def _slow_task(folder: str, number: int) -> int:
+    Path(folder, f"started_{number}").touch()
+    time.sleep(0.5)
+    return number
+
+
+def test_an_interrupted_pool_cancels_its_queue_and_stops_its_workers(tmp_path):
+    from lmtransfer.parallel import process_pool
+
+    class Interrupted(Exception):
+        pass
+
+    workers = []
+    try:
+        with process_pool(2) as pool:
+            results = pool.map(_slow_task, [str(tmp_path)] * 40, range(40))
+            next(results)  # the first task is done: the workers are running
+            workers = [p.pid for p in pool._processes.values()]
+            raise Interrupted  # Ctrl-C or SIGTERM (SystemExit) while tasks are queued
+    except Interrupted:
+        pass
+    started = len(list(tmp_path.glob("started_*")))
+    time.sleep(1.5)
+    assert len(list(tmp_path.glob("started_*"))) == started < 40  # the queue was dropped, nothing runs on
+    assert workers and not any(_alive(pid) for pid in workers)
