@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro test test-fast bench tune ui realism clean-data
+.PHONY: setup repro test test-fast bench tune ui server push pull realism clean-data
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,24 @@ tune: setup
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 		--default-artifact-root mlruns/artifacts --host 127.0.0.1 --port 5000
+
+## A tracking server for a team: `MLFLOW_TRACKING_URI=http://HOST:PORT` makes every stage log there.
+## SQLite by default; BACKEND=postgresql://user@host/db for a shared database. Artifacts are proxied
+## (stored under ARTIFACTS by the server), so clients need no access to its disk.
+BACKEND ?= sqlite:///mlruns/server.db
+ARTIFACTS ?= mlruns/server-artifacts
+HOST ?= 127.0.0.1
+PORT ?= 5000
+server: setup
+	$(BIN)/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) \
+		--host $(HOST) --port $(PORT)
+
+## Data and models to / from the DVC remote (default: ../lmtransfer-dvc-remote beside the project;
+## `dvc remote modify --local local url PATH`, or add an S3 / SSH remote, to change it).
+push: setup
+	$(BIN)/dvc push
+pull: setup
+	$(BIN)/dvc pull
 
 ## Phantom vs the real CT in ../shared/data (HU per tissue, noise, histograms).
 realism: setup

@@ -1,5 +1,7 @@
 """Provenance helpers: run end states and credentials kept out of everything logged."""
 
+from pathlib import Path
+
 import pytest
 
 from lmtransfer.tracking import redact_url, run_status
@@ -81,3 +83,58 @@ def test_only_the_tracker_imports_mlflow():
     root = Path(__file__).resolve().parents[1] / "src" / "lmtransfer"
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if re.search(r"^\s*(import|from) mlflow", p.read_text(), re.M))
     assert users == ["tracking.py"]
+
+
+def test_stores_of_a_dvc_experiment_copy_are_the_projects(tmp_path):
+    from lmtransfer.tracking import local_store, workspace_root
+
+    copy = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmp1a2b" / "sub"
+    copy.mkdir(parents=True)
+    assert workspace_root(copy) == tmp_path / "project"
+    assert workspace_root(tmp_path) == tmp_path
+    assert local_store("sqlite:///mlruns/mlflow.db", copy) == f"sqlite:///{tmp_path / 'project' / 'mlruns' / 'mlflow.db'}"
+    assert local_store("sqlite:////abs/x.db", copy) == "sqlite:////abs/x.db"
+    assert local_store("postgresql://u@h/db", copy) == "postgresql://u@h/db"
+
+
+def test_experiments_open_as_model_training_and_runs_name_their_dvc_experiment(tmp_path, monkeypatch):
+    from lmtransfer.tracking import MlflowTracker
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_EXP_NAME", "wider-net")
+    tracker = MlflowTracker("sqlite:///mlflow.db")  # relative: anchored at the project folder
+    run_id = tracker.start_run("landmark-pretraining", "lm20", tags={"seed": 0})
+    experiment = tracker.client.get_experiment_by_name("landmark-pretraining")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tracker.client.get_run(run_id).data.tags["dvc_experiment"] == "wider-net"
+    assert (tmp_path / "mlflow.db").is_file() and experiment.artifact_location.startswith((tmp_path / "mlruns").as_uri())
+
+
+def test_the_champion_resolves_from_the_registry_to_the_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from lmtransfer.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+    from lmtransfer.models.mini_vgg import MiniVGG
+    from lmtransfer.stages import model_file
+    from lmtransfer.tracking import CHECKPOINT_ARTIFACTS, MlflowTracker
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = MiniVGG(3, depth=2, width=4, feature_dim=8)
+    save_checkpoint(tmp_path / "m.pt", model, ModelCard(architecture="mini-VGG", config=dict(model.config), class_names=("a", "b", "background"),
+                                                          normalisation={"hu_window": [-1000, 1000]}))
+    tracker = MlflowTracker()
+    run_id = tracker.start_run("landmark-pretraining", "lm2")
+    tracker.log_model(run_id, model, "lm-cnn", torch.zeros(1, 3, 32, 32).numpy(), {})
+    tracker.log_artifact(run_id, tmp_path / "m.pt", artifact_path=CHECKPOINT_ARTIFACTS)
+    tracker.end_run(run_id)
+    tracker.set_alias("lm-cnn", "champion", run_id)
+
+    fetched = model_file("models:/lm-cnn@champion")
+    assert fetched.read_bytes() == (tmp_path / "m.pt").read_bytes() and fetched.is_relative_to(tmp_path / "models" / "registry")
+    loaded, card = load_checkpoint(fetched)  # weights-only, like any other checkpoint file
+    assert card.class_names == ("a", "b", "background")
+    assert model_file("models:/lm-cnn/1").read_bytes() == fetched.read_bytes()
+    with pytest.raises(ValueError, match="models:/lm-cnn@nobody: not in the model registry"):
+        model_file("models:/lm-cnn@nobody")
+    assert model_file("models/lm_cnn_lm60.pt") == Path("models/lm_cnn_lm60.pt")

@@ -9,6 +9,7 @@ log into a run another process started. This module is the only one that imports
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +19,34 @@ from typing import Any
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACTS = Path("mlruns/artifacts")
+# MLflow 3's UI shows an experiment without this tag as a GenAI trace overview ("No data available")
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def workspace_root(cwd: Path | None = None) -> Path:
+    """The project folder the user works in. ``dvc exp run --temp`` and ``--queue`` run the pipeline
+    in a copy under ``<project>/.dvc/tmp/exps/``: their runs belong to the project, not the copy."""
+    here = Path(cwd or Path.cwd()).resolve()
+    parts = here.parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return here
+
+
+def local_store(url: str, cwd: Path | None = None) -> str:
+    """``url`` with a relative SQLite path made absolute under :func:`workspace_root`, so every DVC
+    experiment and every worker records into the one store of the project; other URLs unchanged."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(workspace_root(cwd) / url.removeprefix(prefix))
+    return url
+
+
+def run_context() -> dict[str, str]:
+    """Tags every run carries beside its own: the DVC experiment it belongs to, when there is one."""
+    name = os.environ.get("DVC_EXP_NAME")
+    return {"dvc_experiment": name, "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", "")} if name else {}
 
 
 class Tracker:
@@ -56,6 +85,18 @@ class Tracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
 
+    def set_alias(self, registered_name: str, alias: str, run_id: str) -> None:
+        """Point ``alias`` (e.g. ``champion``) of a registered model at the version ``run_id`` logged."""
+
+    def checkpoint(self, uri: str, folder: Path) -> Path:
+        """The checkpoint file behind a registry URI (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``),
+        downloaded into ``folder``."""
+        raise ValueError(f"{uri}: a model registry URI needs tracking (MLflow) to resolve")
+
+
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+CHECKPOINT_ARTIFACTS = "checkpoint"   # where a run keeps the lmtransfer checkpoint (weights + model card) of its model
+
 
 class NullTracker(Tracker):
     """Records nothing: ``track: false`` and the unit tests."""
@@ -70,7 +111,7 @@ class MlflowTracker(Tracker):
     def __init__(self, uri: str | None = None):
         import mlflow
 
-        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+        self.uri = local_store(uri or os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
         if self.uri.startswith("sqlite:///") and not self.uri.startswith("sqlite:////"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(self.uri)
@@ -80,12 +121,18 @@ class MlflowTracker(Tracker):
     def experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
+            if found.tags.get("mlflow.experimentKind") is None:  # made by an earlier version
+                for key, value in EXPERIMENT_KIND.items():
+                    self.client.set_experiment_tag(found.experiment_id, key, value)
             return found.experiment_id
-        DEFAULT_ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        return self.client.create_experiment(name, artifact_location=(DEFAULT_ARTIFACTS / name).resolve().as_uri())
+        if self.uri.startswith(("http://", "https://")):  # a tracking server stores (or proxies) the artifacts
+            return self.client.create_experiment(name, tags=EXPERIMENT_KIND)
+        artifacts = workspace_root() / DEFAULT_ARTIFACTS
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(name, artifact_location=(artifacts / name).as_uri(), tags=EXPERIMENT_KIND)
 
     def start_run(self, experiment: str, name: str, parent: str | None = None, tags: dict | None = None) -> str:
-        tags = {k: str(v) for k, v in (tags or {}).items()}
+        tags = {k: str(v) for k, v in {**run_context(), **(tags or {})}.items()}
         if parent:
             tags["mlflow.parentRunId"] = parent
         return self.client.create_run(self.experiment_id(experiment), run_name=name, tags=tags).info.run_id
@@ -151,6 +198,28 @@ class MlflowTracker(Tracker):
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
+
+    def set_alias(self, registered_name: str, alias: str, run_id: str) -> None:
+        versions = self.client.search_model_versions(f"name='{registered_name}' and run_id='{run_id}'")
+        if not versions:
+            raise ValueError(f"run {run_id} registered no version of {registered_name!r}")
+        self.client.set_registered_model_alias(registered_name, alias, max(versions, key=lambda v: int(v.version)).version)
+
+    def checkpoint(self, uri: str, folder: Path) -> Path:
+        match = MODEL_URI.match(uri)
+        if match is None:
+            raise ValueError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+        try:
+            version = (self.client.get_model_version_by_alias(match["name"], match["alias"]) if match["alias"]
+                       else self.client.get_model_version(match["name"], match["version"]))
+        except self._mlflow.exceptions.MlflowException as exc:
+            raise ValueError(f"{uri}: not in the model registry at {redact_url(self.uri)} ({exc.message})") from exc
+        folder.mkdir(parents=True, exist_ok=True)
+        local = Path(self.client.download_artifacts(version.run_id, CHECKPOINT_ARTIFACTS, str(folder)))
+        found = sorted(local.glob("*.pt"))
+        if not found:
+            raise ValueError(f"{uri}: version {version.version} (run {version.run_id}) holds no lmtransfer checkpoint")
+        return found[0]
 
 
 def make_tracker(enabled: bool) -> Tracker:

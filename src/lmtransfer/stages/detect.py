@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_params
+from lmtransfer.stages import Command, model_file, option, stage_params
 
 COMMAND = Command(
     name="detect",
@@ -16,7 +16,7 @@ COMMAND = Command(
     ),
     options=(
         option("volume", help="CT volume in HU: NIfTI, NRRD, MHA/MHD, or a DICOM series folder"),
-        option("--model", help="landmark CNN checkpoint (default: detect.model, models/lm_cnn_lm60.pt)"),
+        option("--model", help="landmark CNN checkpoint, or a registry URI such as models:/lm-cnn@champion (default: detect.model)"),
         option("--out", help="markups file to write (default: <volume>_landmarks.mrk.json here)"),
         option("--csv", help="CSV to write (default: beside the markups file)"),
         option("--shape", help="landmark shape model that vets detections (default: detect.shape_model, models/landmark_shape.json, when it exists)"),
@@ -43,7 +43,7 @@ def run(args) -> int:
     cfg = stage.detect
     if args.min_probability is not None:
         cfg = replace(cfg, min_probability=args.min_probability)
-    model = Path(args.model or stage.model)
+    model = model_file(args.model or stage.model)  # a file, or models:/lm-cnn@champion from the registry
     shape_path = Path(args.shape or stage.shape_model)
     shape = None
     if not args.no_shape and (args.shape or shape_path.exists()):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_device, stage_params
+from lmtransfer.stages import Command, model_file, option, stage_device, stage_params
 from lmtransfer.stages.transfer import Paths as TransferPaths
 from lmtransfer.stages.transfer import lesion_tags
 
@@ -57,6 +57,7 @@ def run(args) -> int:
 
     params = stage_params(args)
     stage, transfer, where = params.finetune, params.transfer, paths(params, args)
+    where = replace(where, lm_model=model_file(where.lm_model))
     out_dir = where.out_dir
     if not stage.enabled:
         out_dir.mkdir(parents=True, exist_ok=True)

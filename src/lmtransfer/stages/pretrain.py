@@ -40,6 +40,7 @@ class PretrainParams:
     class_order_seed: int = 0
     loader: str = "cache"                         # cache: patches cut once (`patches` stage); queue: cut while training
     samples_per_volume: int = 64                  # queue: patches cut per visit to a case
+    champion: str = "lm60"                        # the step whose registered model gets the alias `champion`
     models_dir: Path = Path("models")             # each step writes lm_cnn_<name>.pt here
     reports_dir: Path = Path("reports/pretrain")  # and its reports into <name>/ here
     track: bool = True
@@ -82,7 +83,7 @@ def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
     from lmtransfer.sampling.cache import file_hash
     from lmtransfer.tracking import make_tracker
-    from lmtransfer.training.pretrain import run_step
+    from lmtransfer.training.pretrain import REGISTERED_MODEL, run_step
 
     params = stage_params(args)
     device = stage_device(args, params)  # a missing GPU is named before any work
@@ -103,11 +104,15 @@ def run(args) -> int:
         data = where.cache
         cache_info = json.loads((where.cache / "cache.json").read_text())
         tags = {"data_hash": cache_info["manifest_hash"], "patch_cache_key": cache_info["key"]}
+    tracker = make_tracker(stage.track)
     result = run_step(
         name, args.landmarks, data, splits, params.patches.patch, stage.train, stage.class_order_seed,
-        where.reports, where.model, where.init, tracker=make_tracker(stage.track), device=device,
+        where.reports, where.model, where.init, tracker=tracker, device=device,
         tags={**tags, "splits_hash": file_hash(where.splits)},
     )
+    if tracker.enabled and name == stage.champion:
+        tracker.set_alias(REGISTERED_MODEL, "champion", result.run_id)
+        print(f"{REGISTERED_MODEL}@champion -> this run's model (models:/{REGISTERED_MODEL}@champion)")
     print(f"{name}: test top-1 {result.test['top1']:.4f}, top-5 {result.test['top5']:.4f}, balanced {result.test['balanced_accuracy']:.4f} "
           f"(best validation top-1 {result.val_top1:.4f}, {result.epochs} epochs, {result.seconds:.0f} s)")
     return 0

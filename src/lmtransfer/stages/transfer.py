@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
+from lmtransfer.stages import Command, StagePaths, model_file, option, reads, stage_device, stage_params, writes
 from lmtransfer.transfer.boosting import BoostConfig
 
 COMMAND = Command(
@@ -73,6 +73,7 @@ def run(args) -> int:
 
     everything = stage_params(args)
     params, where = everything.transfer, paths(everything, args)
+    where = replace(where, lm_model=model_file(where.lm_model))  # a file, or models:/lm-cnn@champion from the registry
     lesions = load_lesion_set(where.lesions)
     models = load_sources(where.lm_model, where.cifar_model, tuple(params.sources), params.boost.seed)
     metrics = run_transfer(lesions, models, params.boost, where.out_dir, everything.compute.threads,

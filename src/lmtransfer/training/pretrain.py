@@ -16,7 +16,7 @@ import torch
 
 from lmtransfer.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
-from lmtransfer.tracking import NullTracker, Tracker, git_commit, tracked_run
+from lmtransfer.tracking import CHECKPOINT_ARTIFACTS, NullTracker, Tracker, git_commit, tracked_run
 from lmtransfer.sampling.cache import BACKGROUND, PatchCacheConfig, load_cache
 from lmtransfer.training.data import PatchSet, class_order, select
 from lmtransfer.training.metrics import most_confused, save_confusion, save_curves, save_gallery, summarise
@@ -33,6 +33,7 @@ class StepResult:
     val_top1: float
     epochs: int
     seconds: float
+    run_id: str = ""       # the tracker's run ("" untracked)
 
 
 def model_card(model: MiniVGG, class_names: list[str], patch: PatchCacheConfig, cfg: TrainConfig,
@@ -139,7 +140,7 @@ def run_step(
         data = {k: str(v) for k, v in (tags or {}).items() if k in ("data_hash", "patch_cache_key", "splits_hash")}
         card = model_card(model, class_names, patch, cfg, data)
         save_checkpoint(model_path, model, card)
-        result = StepResult(name, summary, float(history["val_top1"].max()), int(len(history)), time.perf_counter() - start)
+        result = StepResult(name, summary, float(history["val_top1"].max()), int(len(history)), time.perf_counter() - start, run_id)
         (out_dir / "metrics.json").write_text(json.dumps({
             "classes": n_landmarks + 1, "test_top1": summary["top1"], "test_top5": summary["top5"],
             "test_balanced_accuracy": summary["balanced_accuracy"], "test_top1_landmarks_only": summary.get("top1_landmarks_only"),
@@ -149,6 +150,7 @@ def run_step(
         }, indent=2) + "\n")
         if tracker.enabled:
             _finish_run(tracker, run_id, model, card, out_dir, summary, result, cfg, test)
+            tracker.log_artifact(run_id, model_path, artifact_path=CHECKPOINT_ARTIFACTS)  # what models:/lm-cnn@... resolves to
     return result
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, load_cache
 from lmtransfer.devices import resolve_device
 from lmtransfer.parallel import process_pool
-from lmtransfer.tracking import NullTracker, Tracker, git_commit, make_tracker, redact_url
+from lmtransfer.tracking import NullTracker, Tracker, git_commit, local_store, make_tracker, redact_url
 from lmtransfer.tracking import run_status as _run_status
 from lmtransfer.training.data import class_order, select
 from lmtransfer.training.train import TrainConfig, train_model
@@ -263,13 +263,14 @@ def open_study(cfg: TuneConfig):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    if cfg.storage.startswith("sqlite:///") and not cfg.storage.startswith("sqlite:////"):
-        Path(cfg.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    url = local_store(cfg.storage)  # one study for every DVC experiment and worker of the project
+    if url.startswith("sqlite:////"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice since v2.8
-        storage = RDBStorage(cfg.storage, heartbeat_interval=20, grace_period=60,
+        storage = RDBStorage(url, heartbeat_interval=20, grace_period=60,
                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-                             engine_kwargs={"connect_args": {"timeout": 60}} if cfg.storage.startswith("sqlite") else None)
+                             engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
     return optuna.create_study(
         study_name=cfg.study_name, storage=storage, direction="maximize", load_if_exists=True,
         sampler=position_seeded_tpe(cfg.seed, n_startup_trials=min(8, cfg.n_trials)),
