@@ -115,8 +115,7 @@ def test_the_champion_resolves_from_the_registry_to_the_checkpoint(tmp_path, mon
 
     from lmtransfer.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
     from lmtransfer.models.mini_vgg import MiniVGG
-    from lmtransfer.stages import model_file
-    from lmtransfer.tracking import CHECKPOINT_ARTIFACTS, MlflowTracker
+    from lmtransfer.tracking import CHECKPOINT_ARTIFACTS, MlflowTracker, model_file
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -222,6 +222,16 @@ class MlflowTracker(Tracker):
         return found[0]
 
 
+def model_file(path_or_uri: Path | str) -> Path:
+    """A checkpoint path as it is, or the checkpoint behind a registry URI (``models:/lm-cnn@champion``),
+    fetched from the tracking store into ``models/registry/``."""
+    text = str(path_or_uri)
+    if not text.startswith("models:"):
+        return Path(path_or_uri)
+    name = text.removeprefix("models:/").replace("@", "_at_").replace("/", "_v")
+    return MlflowTracker().checkpoint(text, Path("models") / "registry" / name)
+
+
 def make_tracker(enabled: bool) -> Tracker:
     """The tracker for ``track: true | false``."""
     return MlflowTracker() if enabled else NullTracker()

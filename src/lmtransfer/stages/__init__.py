@@ -39,18 +39,6 @@ def stage_device(args, params):
     return resolve_device(getattr(args, "device", None) or params.compute.device)
 
 
-def model_file(path_or_uri: Path | str) -> Path:
-    """A checkpoint path as it is, or the checkpoint behind a registry URI (``models:/lm-cnn@champion``),
-    fetched from the tracking store into ``models/registry/``."""
-    text = str(path_or_uri)
-    if not text.startswith("models:"):
-        return Path(path_or_uri)
-    from lmtransfer.tracking import MlflowTracker
-
-    name = text.removeprefix("models:/").replace("@", "_at_").replace("/", "_v")
-    return MlflowTracker().checkpoint(text, Path("models") / "registry" / name)
-
-
 def stage_params(args):
     """The validated ``params.yaml`` named by ``--params`` (imported late: config imports the stages)."""
     from lmtransfer.config import load_params

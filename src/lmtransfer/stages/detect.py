@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, model_file, option, stage_params
+from lmtransfer.stages import Command, option, stage_params
 
 COMMAND = Command(
     name="detect",
@@ -31,12 +31,13 @@ COMMAND = Command(
 
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
-    from lmtransfer.detection.detector import LandmarkDetector
     from lmtransfer.detection.cases import write_detections
+    from lmtransfer.detection.detector import LandmarkDetector
     from lmtransfer.detection.shape import ShapeModel
     from lmtransfer.devices import resolve_device
     from lmtransfer.io.volumes import case_id_from_path
     from lmtransfer.stages.detect_eval import DetectEvalParams
+    from lmtransfer.tracking import model_file
 
     params = stage_params(args) if Path(args.params).exists() else None
     stage = params.detect if params else DetectEvalParams()

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, model_file, option, stage_device, stage_params
+from lmtransfer.stages import Command, option, stage_device, stage_params
 from lmtransfer.stages.transfer import Paths as TransferPaths
 from lmtransfer.stages.transfer import lesion_tags
 
@@ -51,7 +51,7 @@ def paths(params, args) -> TransferPaths:
 
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
-    from lmtransfer.tracking import make_tracker
+    from lmtransfer.tracking import make_tracker, model_file
     from lmtransfer.transfer.finetune import run_finetune
     from lmtransfer.transfer.lesions import load_lesion_set
 

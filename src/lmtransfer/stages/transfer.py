@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, StagePaths, model_file, option, reads, stage_device, stage_params, writes
+from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
 from lmtransfer.transfer.boosting import BoostConfig
 
 COMMAND = Command(
@@ -66,7 +66,7 @@ def lesion_tags(where: Paths) -> dict:
 
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
-    from lmtransfer.tracking import make_tracker
+    from lmtransfer.tracking import make_tracker, model_file
     from lmtransfer.transfer.experiment import run_transfer
     from lmtransfer.transfer.features import load_sources
     from lmtransfer.transfer.lesions import load_lesion_set
