@@ -41,3 +41,26 @@ def test_commit_diff_push_and_pull_without_retraining(tmp_path):
     again = subprocess.run([*project.dvc, "repro", "pretrain_20"], cwd=clone, env=project.env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert "Running stage" not in again.stdout  # everything came from the remote: nothing is retrained
+
+
+@pytest.mark.slow
+def test_queued_dvc_experiments_log_into_the_projects_store(tmp_path):
+    import mlflow
+
+    params = tiny_params()
+    params["pretrain"]["track"] = True
+    project = Project(tmp_path / "project", params)
+    project.run(*project.dvc, "repro", "-q", "patches")
+    project.run("git", "add", "-A")
+    project.run("git", "commit", "-q", "-m", "data")
+    project.run(*project.dvc, "exp", "run", "--queue", "-n", "narrow", "-S", "pretrain.width=4", "pretrain_20")
+    project.run(*project.dvc, "exp", "run", "--run-all")  # in a copy under .dvc/tmp/exps
+    shown = json.loads(project.run(*project.dvc, "exp", "show", "--json").stdout)
+    assert "narrow" in json.dumps(shown)
+
+    client = mlflow.MlflowClient(f"sqlite:///{project.folder / 'mlruns' / 'mlflow.db'}")  # the project's store, not the copy's
+    experiment = client.get_experiment_by_name("landmark-pretraining")
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.data.tags.get("dvc_experiment") for r in runs] == ["narrow"]
+    assert runs[0].data.params["train.width"] == "4"
+    assert not list((project.folder / ".dvc" / "tmp").rglob("mlflow.db"))
