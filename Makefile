@@ -40,6 +40,7 @@ tune: setup
 
 ## MLflow UI over the project's store, on http://127.0.0.1:5000
 ui: setup
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the runs view, not the GenAI overview)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 		--default-artifact-root mlruns/artifacts --host 127.0.0.1 --port 5000
 
@@ -51,6 +52,7 @@ ARTIFACTS ?= mlruns/server-artifacts
 HOST ?= 127.0.0.1
 PORT ?= 5000
 server: setup
+	@echo "open http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning; clients: export MLFLOW_TRACKING_URI=http://$(HOST):$(PORT)"
 	$(BIN)/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) \
 		--host $(HOST) --port $(PORT)
 
