@@ -1,4 +1,4 @@
-"""`lmtransfer pretrain` with ``pretrain.loader: queue``: a step trained without a patch cache."""
+"""`lmtransfer pretrain --device cpu` with ``pretrain.loader: queue``: a step trained without a patch cache."""
 
 import json
 
@@ -23,8 +23,8 @@ def test_a_step_trains_from_the_queue(tmp_path, monkeypatch):
         "ingest": {"out_dir": "manifest"}, "split": {"out": "splits.json"}, "patches": {"background_per_case": 6},
         "pretrain": {"loader": "queue", "samples_per_volume": 16, "depth": 2, "width": 4, "feature_dim": 8, "max_epochs": 1,
                      "epoch_patches": 64, "batch_size": 32, "track": False},
-        "compute": {"device": "cpu", "threads": 1}}))
-    assert main(["pretrain", "--landmarks", "5"]) == 0
+        "compute": {"device": "auto", "threads": 1}}))
+    assert main(["pretrain", "--landmarks", "5", "--device", "cpu"]) == 0
     metrics = json.loads((tmp_path / "reports" / "pretrain" / "lm5" / "metrics.json").read_text())
     assert metrics["classes"] == 6 and 0 <= metrics["test_top1"] <= 1
     assert (tmp_path / "models" / "lm_cnn_lm5.pt").stat().st_size > 1000
