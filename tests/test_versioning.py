@@ -30,6 +30,10 @@ def test_commit_diff_push_and_pull_without_retraining(tmp_path):
     assert diff["reports/pretrain/lm20/metrics.json"]["epochs"] == {"old": 1, "new": 2, "diff": 1}
     assert "data/manifest/ingest_summary.json" not in diff  # committed the first time, unchanged since
     assert "pretrain.max_epochs" in json.loads(project.run(*project.dvc, "params", "diff", "HEAD~1", "--json").stdout)["params.yaml"]
+    plots = json.loads(project.run(*project.dvc, "plots", "diff", "HEAD~1", "--json", "--split").stdout)
+    curves = plots["data"]["reports/pretrain/lm20/history.csv"]
+    revisions = {rev for entry in curves for rev in entry.get("revisions", [])}
+    assert {"HEAD~1", "workspace"} <= revisions  # the learning curve of both commits, side by side
 
     project.run(*project.dvc, "push", "-q")
     clone = tmp_path / "clone"
