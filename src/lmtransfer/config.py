@@ -151,7 +151,6 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     later = {
         "phantom_mra": _nested(PhantomMRAParams, "phantom", PhantomMRAConfig, sections.pop("phantom_mra", {}), f"{path}: phantom_mra"),
         "vessels": _nested(VesselsParams, "vessel", VesselConfig, sections.pop("vessels", {}), f"{path}: vessels"),
-        "lesion": _lesion(sections.pop("lesion", {}), f"{path}: lesion"),
         "cifar": _nested(CifarParams, "cifar", CifarConfig, sections.pop("cifar", {}), f"{path}: cifar"),
         "transfer": _nested(TransferParams, "boost", BoostConfig, sections.pop("transfer", {}), f"{path}: transfer"),
         "finetune": _build(FinetuneParams, sections.pop("finetune", {}) or {}, f"{path}: finetune"),
@@ -163,15 +162,16 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     later["cifar"] = replace(later["cifar"], cifar=replace(later["cifar"].cifar, threads=threads))
     later["detect"] = replace(later["detect"], detect=replace(later["detect"].detect, threads=threads))
     # the phantom lesion source reads what the MRA phantom and vessel stages wrote: named there, once
-    phantom_source = PhantomLesions(later["phantom_mra"].out_dir, later["vessels"].out_dir)
-    later["lesion"] = replace(later["lesion"], sources={**later["lesion"].sources, "phantom": phantom_source})
+    later["lesion"] = _lesion(sections.pop("lesion", {}), f"{path}: lesion",
+                              {"phantom": PhantomLesions(later["phantom_mra"].out_dir, later["vessels"].out_dir)})
     if sections:
         raise ConfigError(f"{path}: unknown section(s) {sorted(sections)}")
     return Params(phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain, tune=tune, **later)
 
 
-def _lesion(values: dict | None, where: str) -> LesionParams:
-    """The ``lesion`` section: patch settings, ``source``, and one nested mapping per registered source."""
+def _lesion(values: dict | None, where: str, derived: dict) -> LesionParams:
+    """The ``lesion`` section: patch settings, ``source``, and one nested mapping per registered source;
+    sources in ``derived`` take their settings from other sections, not from here."""
     values = dict(values or {})
     old = sorted(k for k in values if k.startswith(("medmnist_", "luna_", "phantom_dir", "vessels_dir")))
     if old:
@@ -182,7 +182,8 @@ def _lesion(values: dict | None, where: str) -> LesionParams:
         raise ConfigError(f"{where}.phantom: the phantom source has no settings of its own (it reads phantom_mra.out_dir and "
                           "vessels.out_dir)")
     values.pop("phantom", None)
-    sources = {name: _build(settings, values.pop(name, None) or {}, f"{where}.{name}") for name, settings in LESION_SOURCES.items()}
+    sources = {name: derived[name] if name in derived else _build(settings, values.pop(name, None) or {}, f"{where}.{name}")
+               for name, settings in LESION_SOURCES.items()}
     return replace(_nested(LesionParams, "patch", LesionPatchConfig, values, where), sources=sources)
 
 

@@ -28,10 +28,6 @@ COMMAND = Command(
 )
 
 
-def _default_sources() -> dict[str, Any]:
-    return {name: settings() for name, settings in LESION_SOURCES.items()}
-
-
 @dataclass(frozen=True)
 class LesionParams:
     """The ``lesion`` section of params.yaml: the patch settings, the chosen source and every
@@ -40,7 +36,7 @@ class LesionParams:
 
     patch: LesionPatchConfig = field(default_factory=LesionPatchConfig)
     source: str = "phantom"
-    sources: Mapping[str, Any] = field(default_factory=_default_sources)
+    sources: Mapping[str, Any] = field(default_factory=dict)   # one settings object per source, filled by config.load_params
     out_dir: Path = Path("data/lesion_patches")
     workers: int = 2
 

@@ -17,10 +17,11 @@ from lmtransfer.transfer.lesions import LesionPatchConfig, LesionSet
 @dataclass(frozen=True)
 class PhantomLesions:
     """The built-in head MRA phantom: aneurysms at their annotated centres, normal look-alikes on the
-    *extracted* vessels. Its folders are the ``phantom_mra`` and ``vessels`` stages' outputs."""
+    *extracted* vessels. Its folders are the ``phantom_mra`` and ``vessels`` stages' outputs (filled
+    in from those sections by the config, so they are named once)."""
 
-    phantom_dir: Path = Path("data/phantom_mra")
-    vessels_dir: Path = Path("data/vessels")
+    phantom_dir: Path
+    vessels_dir: Path
 
     def inputs(self) -> tuple[Path, ...]:
         return (Path(self.phantom_dir), Path(self.vessels_dir))
