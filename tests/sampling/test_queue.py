@@ -32,7 +32,7 @@ def test_exact_patches_are_the_caches(manifest, tmp_path):
     cases = sorted(manifest["case"].unique())
     patches, index = load_cache(build_patch_cache(manifest, "m", PATCH, tmp_path / "cache", progress=False))
     cached = select(patches, index, cases, classes, "clean")
-    x, rows = exact_patches(case_subjects(manifest, cases, PATCH, classes), PATCH)
+    x, rows = exact_patches(case_subjects(manifest, cases, PATCH, classes, loaded=True), PATCH)
     queued = select(x, rows.assign(row=np.arange(len(rows))), cases, classes, "clean")
     np.testing.assert_array_equal(queued.x, cached.x)  # same points (background too), same planes, same bytes
     np.testing.assert_array_equal(queued.y, cached.y)
@@ -40,7 +40,7 @@ def test_exact_patches_are_the_caches(manifest, tmp_path):
 
 def test_queue_batches_are_balanced_labelled_and_reproducible(manifest):
     classes = _classes(manifest, 3)
-    subjects = case_subjects(manifest, sorted(manifest["case"].unique()), PATCH, classes)
+    subjects = list(case_subjects(manifest, sorted(manifest["case"].unique()), PATCH, classes))
 
     def draw(seed):
         torch.manual_seed(seed)  # the queue shuffles cases and patches with torch's generator
@@ -59,7 +59,7 @@ def test_queue_batches_are_balanced_labelled_and_reproducible(manifest):
 def test_training_from_the_queue(manifest):
     classes = _classes(manifest, 3)
     cases = sorted(manifest["case"].unique())
-    stream = QueuePatches(case_subjects(manifest, cases, PATCH, classes), classes, PATCH, samples_per_volume=32, max_length=64)
+    stream = QueuePatches(list(case_subjects(manifest, cases, PATCH, classes)), classes, PATCH, samples_per_volume=32, max_length=64)
     x, rows = exact_patches(case_subjects(manifest, cases, PATCH, classes), PATCH)
     val = select(x, rows.assign(row=np.arange(len(rows))), cases, classes, "clean")
     cfg = TrainConfig(depth=2, width=4, feature_dim=8, max_epochs=2, epoch_patches=96, batch_size=32, threads=1)

@@ -65,6 +65,11 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def int16_hu(planes: np.ndarray) -> np.ndarray:
+    """Planes in HU rounded to the int16 the cache stores."""
+    return np.clip(np.rint(planes), -32768, 32767).astype(np.int16)
+
+
 def case_seed(cfg: PatchCacheConfig, case: str) -> int:
     """The seed of one case's background points and augmentation: fixed by ``cfg.seed`` and the case name."""
     return int(hashlib.sha256(f"{cfg.seed}:{case}".encode()).hexdigest()[:8], 16)
@@ -94,7 +99,7 @@ def _case_patches(case: str, rows: pd.DataFrame, cfg: PatchCacheConfig, seed: in
         sampler = LandmarkSampler(cfg.spec, jitter_mm=cfg.jitter_mm if variant else 0.0,
                                   rotation_deg=cfg.rotation_deg if variant else 0.0, seed=seed * 100 + variant)
         planes, used, _ = collate(sampler(subject), cfg.pixels)
-        variants.append(np.clip(np.rint(planes), -32768, 32767).astype(np.int16))
+        variants.append(int16_hu(planes))
         centres.append(used)
     tmp = out_path.with_name(f".tmp_{out_path.name}")
     with open(tmp, "wb") as handle:

@@ -9,7 +9,7 @@ cache's augmented copies are; volumes are read while training instead of once, a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -17,17 +17,19 @@ import torch
 import torchio as tio
 from torch.utils.data import DataLoader
 
-from lmtransfer.sampling.cache import PatchCacheConfig, case_seed, case_subject
+from lmtransfer.sampling.cache import PatchCacheConfig, case_seed, case_subject, int16_hu
 from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler, collate
 
 
-def case_subjects(manifest: pd.DataFrame, cases: list[str], cfg: PatchCacheConfig, class_names: list[str]) -> list[tio.Subject]:
+def case_subjects(manifest: pd.DataFrame, cases: list[str], cfg: PatchCacheConfig, class_names: list[str],
+                  loaded: bool = False) -> Iterator[tio.Subject]:
     """One subject per case listing the points of ``class_names`` (landmarks of other kinds are left
-    out: they are neither a class nor background). Each volume is read once here, for its
-    background points, and again whenever the queue visits it."""
+    out: they are neither a class nor background), one case at a time. Each volume is read here for
+    its background points; ``loaded`` keeps that read in the subject (to cut patches at once),
+    otherwise the subject reads its image again whenever a queue visits it."""
     usable = manifest[manifest["in_image"].astype(bool)]
     keep = set(class_names)
-    subjects = []
+    found = 0
     for case in cases:
         rows = usable[usable["case"] == case]
         if rows.empty:
@@ -36,21 +38,20 @@ def case_subjects(manifest: pd.DataFrame, cases: list[str], cfg: PatchCacheConfi
         names = np.asarray(full[NAMES_KEY], dtype=object)
         chosen = np.array([name in keep for name in names])
         if chosen.any():
-            lazy = tio.ScalarImage(rows["image_path"].iloc[0])  # not kept in memory between visits
-            subjects.append(tio.Subject(ct=lazy, case=case, **{POINTS_KEY: np.asarray(full[POINTS_KEY])[chosen],
-                                                               NAMES_KEY: names[chosen].tolist()}))
-    if not subjects:
+            found += 1
+            image = full["ct"] if loaded else tio.ScalarImage(rows["image_path"].iloc[0])  # lazy: not kept between visits
+            yield tio.Subject(ct=image, case=case, **{POINTS_KEY: np.asarray(full[POINTS_KEY])[chosen], NAMES_KEY: names[chosen].tolist()})
+    if not found:
         raise ValueError(f"no point of the {len(class_names)} classes in {len(cases)} cases")
-    return subjects
 
 
-def exact_patches(subjects: list[tio.Subject], cfg: PatchCacheConfig) -> tuple[np.ndarray, pd.DataFrame]:
+def exact_patches(subjects: Iterable[tio.Subject], cfg: PatchCacheConfig) -> tuple[np.ndarray, pd.DataFrame]:
     """Every listed point of every subject, unaugmented: int16 HU planes (n, 3, P, P) and their rows
     (case, name, variant 0, centre), as the patch cache stores its exact patches."""
     planes, rows = [], []
     for subject in subjects:
         cut, centres, names = collate(LandmarkSampler(cfg.spec)(subject), cfg.pixels)
-        planes.append(np.clip(np.rint(cut), -32768, 32767).astype(np.int16))
+        planes.append(int16_hu(cut))
         rows += [(subject["case"], name, 0, *centre) for name, centre in zip(names, centres)]
     index = pd.DataFrame(rows, columns=["case", "name", "variant", "x_lps_mm", "y_lps_mm", "z_lps_mm"])
     return np.concatenate(planes), index

@@ -88,10 +88,10 @@ def queue_step_data(manifest: pd.DataFrame, splits: dict, n_landmarks: int, orde
     class_names = step_classes(in_image["landmark"].tolist(), n_landmarks, order_seed)
 
     def exact(cases):
-        x, index = exact_patches(case_subjects(manifest, cases, patch, class_names), patch)
+        x, index = exact_patches(case_subjects(manifest, cases, patch, class_names, loaded=True), patch)
         return select(x, index.assign(row=np.arange(len(index))), cases, class_names, "clean")
 
-    train = QueuePatches(case_subjects(manifest, splits["train"], patch, class_names), class_names, patch, seed,
+    train = QueuePatches(list(case_subjects(manifest, splits["train"], patch, class_names)), class_names, patch, seed,
                          samples_per_volume=samples_per_volume, num_workers=workers)
     return StepData(class_names, train, exact(splits["val"]), exact(splits["test"]))
 
