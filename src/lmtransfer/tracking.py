@@ -111,9 +111,7 @@ class MlflowTracker(Tracker):
     def __init__(self, uri: str | None = None):
         import mlflow
 
-        self.uri = local_store(uri or os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
-        if self.uri.startswith("sqlite:///") and not self.uri.startswith("sqlite:////"):
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.uri = local_store(uri or os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))  # MLflow makes the folder
         mlflow.set_tracking_uri(self.uri)
         self._mlflow = mlflow
         self.client = mlflow.MlflowClient(self.uri)
