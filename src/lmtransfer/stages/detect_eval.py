@@ -61,7 +61,7 @@ def paths(params, args) -> Paths:
     the shape model and the report folder out."""
     stage = params.detect
     return Paths(Path(stage.model), params.ingest.manifest, Path(params.ingest.images), Path(stage.truth), Path(params.split.out),
-                 Path(stage.shape_model), Path(getattr(args, "out", None) or stage.out_dir))
+                 Path(stage.shape_model), Path(args.out or stage.out_dir))
 
 
 def run(args) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lmtransfer.stages import Command, option, stage_device, stage_params
 from lmtransfer.stages.transfer import Paths as TransferPaths
-from lmtransfer.stages.transfer import lesion_tags
+from lmtransfer.stages.transfer import feature_paths, lesion_tags
 
 COMMAND = Command(
     name="finetune",
@@ -45,8 +45,7 @@ class FinetuneParams:
 
 def paths(params, args) -> TransferPaths:
     """What the transfer stage reads (lesion set, LM-CNN, CIFAR-CNN) in; ``finetune.out_dir`` out."""
-    return TransferPaths(Path(params.lesion.out_dir), Path(params.transfer.lm_model), Path(params.cifar.model),
-                         Path(args.out or params.finetune.out_dir))
+    return feature_paths(params, Path(args.out or params.finetune.out_dir))
 
 
 def run(args) -> int:

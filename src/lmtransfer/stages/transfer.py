@@ -48,8 +48,12 @@ class Paths(StagePaths):
 def paths(params, args) -> Paths:
     """The lesion set (``lesion.out_dir``), the LM-CNN (``transfer.lm_model``) and the CIFAR-CNN
     (``cifar.model``) in; the report folder out."""
-    return Paths(Path(getattr(args, "lesions", None) or params.lesion.out_dir), Path(params.transfer.lm_model),
-                 Path(params.cifar.model), Path(args.out or params.transfer.out_dir))
+    return feature_paths(params, Path(args.out or params.transfer.out_dir), args.lesions)
+
+
+def feature_paths(params, out_dir: Path, lesions: str | None = None) -> Paths:
+    """The inputs of every stage that learns on the lesion set from the two CNNs (transfer, finetune)."""
+    return Paths(Path(lesions or params.lesion.out_dir), Path(params.transfer.lm_model), Path(params.cifar.model), Path(out_dir))
 
 
 def lesion_tags(where: Paths) -> dict:
