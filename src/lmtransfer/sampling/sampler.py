@@ -70,7 +70,7 @@ class LandmarkSampler(tio.data.PatchSampler):
             count = len(names) if num_patches is None else min(num_patches, len(names))
             yield from self._cut(volume, geometry, points[:count], names[:count])
             return
-        weights = _equal_per_name(names)
+        weights = equal_class_weights(names.astype(str))
         left = num_patches
         while left is None or left > 0:
             group = self.draws if left is None else min(self.draws, left)
@@ -92,9 +92,9 @@ class LandmarkSampler(tio.data.PatchSampler):
             )
 
 
-def _equal_per_name(names: np.ndarray) -> np.ndarray:
-    """Draw probability of each point so that every name is drawn equally often."""
-    _, inverse, counts = np.unique(names.astype(str), return_inverse=True, return_counts=True)
+def equal_class_weights(labels: np.ndarray) -> np.ndarray:
+    """Draw probability of each item so that every label (class index or name) is drawn equally often."""
+    _, inverse, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
     weights = 1.0 / counts[inverse]
     return weights / weights.sum()
 

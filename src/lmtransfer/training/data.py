@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from lmtransfer.sampling.cache import BACKGROUND
+from lmtransfer.sampling.sampler import equal_class_weights
 
 
 def class_order(landmark_names: list[str], seed: int) -> list[str]:
@@ -68,9 +69,7 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
 
     Every centre has the same number of variants, so centres within a class are drawn equally too.
     """
-    counts = np.bincount(y)
-    weight = 1.0 / counts[y]
-    return weight / weight.sum()
+    return equal_class_weights(y)
 
 
 def augment_intensity(x_hu: torch.Tensor, generator: torch.Generator, scale: float, shift_hu: float) -> torch.Tensor:
