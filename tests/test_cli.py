@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lmtransfer.cli import build_parser, main
-from lmtransfer.stages import MODULES
+from lmtransfer.cli import MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 

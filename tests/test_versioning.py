@@ -27,8 +27,8 @@ def test_commit_diff_push_and_pull_without_retraining(tmp_path):
     project.run("git", "add", "-A")
     project.run("git", "commit", "-q", "-m", "two epochs")
     diff = json.loads(project.run(*project.dvc, "metrics", "diff", "HEAD~1", "--json").stdout)
-    assert diff["reports/pretrain/lm20/metrics.json"]["epochs"] == {"old": 1, "new": 2, "diff": 1}
-    assert "data/manifest/ingest_summary.json" not in diff  # committed the first time, unchanged since
+    assert diff["reports/pretrain/lm20/headline.json"]["epochs"] == {"old": 1, "new": 2, "diff": 1}
+    assert "data/manifest/headline.json" not in diff  # committed the first time, unchanged since
     assert "pretrain.max_epochs" in json.loads(project.run(*project.dvc, "params", "diff", "HEAD~1", "--json").stdout)["params.yaml"]
     plots = json.loads(project.run(*project.dvc, "plots", "diff", "HEAD~1", "--json", "--split").stdout)
     curves = plots["data"]["reports/pretrain/lm20/history.csv"]

@@ -11,7 +11,11 @@ import threading
 import traceback
 
 from lmtransfer import __version__
-from lmtransfer.stages import MODULES
+
+# the stage modules under lmtransfer.stages, in the order `lmtransfer --help` lists them (kept here, not in
+# the stages package, so that adding a subcommand changes no file a DVC stage depends on)
+MODULES = ("phantom_ct", "ingest", "patches", "pretrain", "tune", "realism", "phantom_mra", "vessels", "lesion_patches",
+           "cifar_pretrain", "transfer", "finetune", "detect", "detect_eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,14 +8,10 @@ take values and callbacks and return values.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-# subcommand modules in the order `lmtransfer --help` lists them
-MODULES = ("phantom_ct", "ingest", "patches", "pretrain", "tune", "realism", "phantom_mra", "vessels", "lesion_patches",
-           "cifar_pretrain", "transfer", "finetune", "detect", "detect_eval")
-
 
 def option(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     """One command-line option: argparse's ``add_argument`` arguments, kept as data."""
@@ -44,6 +40,22 @@ def stage_params(args):
     from lmtransfer.config import load_params
 
     return load_params(args.params)
+
+
+HEADLINE_JSON = "headline.json"
+
+
+def write_headline(metrics: dict, keys: dict[str, str], path: Path) -> dict:
+    """Write the few figures ``dvc metrics show`` and ``dvc exp show`` print for a stage and return them.
+
+    ``keys`` maps a short column name to a key of the stage's full ``metrics`` (which stays beside
+    it, in Git and in MLflow). Stages share column names where the meaning is the same (``top1``,
+    ``auc_lm``, ``cases``), so the table DVC prints, one row per file and one column per distinct
+    key, stays a screen wide. Keys the metrics lack (a disabled stage) are left out.
+    """
+    headline = {short: metrics[long] for short, long in keys.items() if long in metrics}
+    path.write_text(json.dumps(headline, indent=2) + "\n")
+    return headline
 
 
 def reads() -> Any:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
+from lmtransfer.stages import HEADLINE_JSON, Command, StagePaths, option, reads, stage_device, stage_params, write_headline, writes
 from lmtransfer.transfer.cifar import CifarConfig
 
 COMMAND = Command(
@@ -72,5 +72,6 @@ def run(args) -> int:
     metrics = {"test_top1": round(test_top1, 4), "train_images": int(len(data.y_train)), "epochs": int(len(history)),
                "best_val_top1": round(float(history["val_top1"].max()), 4), "source": data.origin}
     (reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_headline(metrics, {"top1": "test_top1", "epochs": "epochs"}, reports / HEADLINE_JSON)
     print(f"CIFAR-CNN: test top-1 {test_top1:.4f} after {len(history)} epochs ({time.perf_counter() - start:.0f} s); {model_path}")
     return 0

@@ -7,10 +7,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lmtransfer.detection.detector import DetectConfig
-from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
+from lmtransfer.stages import HEADLINE_JSON, Command, StagePaths, option, reads, stage_device, stage_params, write_headline, writes
 from lmtransfer.tracking import Tracker
 
 EXPERIMENT = "landmark-detection"
+# what `dvc metrics show` prints (all of it: metrics.json beside it)
+HEADLINE = {"found": "detection_rate", "median_mm": "median_error_mm"}
 
 COMMAND = Command(
     name="detect-eval",
@@ -131,6 +133,7 @@ def evaluate(params: DetectEvalParams, where: Paths, progress: bool = True, trac
     out, artifacts = Path(where.out_dir), Path(where.out_dir) / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_headline(metrics, HEADLINE, out / HEADLINE_JSON)
     per_landmark.to_csv(out / "per_landmark.csv", index=False, float_format="%.2f")
     scored.to_csv(artifacts / "errors_per_case.csv", index=False, float_format="%.3f")
     error_boxplot(scored, artifacts / "error_by_group.png", params.hit_radius_mm)

@@ -6,9 +6,12 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, option, stage_device, stage_params
+from lmtransfer.stages import HEADLINE_JSON, Command, option, stage_device, stage_params, write_headline
 from lmtransfer.stages.transfer import Paths as TransferPaths
 from lmtransfer.stages.transfer import feature_paths, lesion_tags
+
+# what `dvc metrics show` prints: the fine-tuned test AUC per initialisation (intervals in metrics.json)
+HEADLINE = {"auc_lm": "lm_test_auc", "auc_cifar": "cifar_test_auc", "auc_scratch": "scratch_test_auc"}
 
 COMMAND = Command(
     name="finetune",
@@ -61,10 +64,12 @@ def run(args) -> int:
     if not stage.enabled:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps({"enabled": False}) + "\n")
+        write_headline({}, HEADLINE, out_dir / HEADLINE_JSON)
         print("fine-tuning is off (finetune.enabled: false)")
         return 0
     metrics = run_finetune(load_lesion_set(where.lesions), stage, transfer.boost, where.lm_model, where.cifar_model, out_dir,
                            tags=lesion_tags(where), tracker=make_tracker(stage.track), threads=params.compute.threads,
                            device=stage_device(args, params))
+    write_headline(metrics, HEADLINE, out_dir / HEADLINE_JSON)
     print("fine-tuned test AUC: " + ", ".join(f"{s} {metrics[f'{s}_test_auc']:.3f}" for s in stage.sources))
     return 0

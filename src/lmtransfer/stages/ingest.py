@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lmtransfer.io.manifest import MANIFEST_CSV, OUTPUT_FILES
-from lmtransfer.stages import Command, StagePaths, option, reads, stage_params, writes
+from lmtransfer.stages import HEADLINE_JSON, Command, StagePaths, option, reads, stage_params, write_headline, writes
 
 COMMAND = Command(
     name="ingest",
@@ -61,12 +61,13 @@ class Paths(StagePaths):
     manifest: Path = writes()
     report: Path = writes()
     summary: Path = writes()
+    headline: Path = writes()
 
 
 def paths(params, args) -> Paths:
     """Volumes and landmark files in; the manifest, problem report and summary out (``ingest`` or the command line)."""
     stage = replace(params.ingest, out_dir=Path(args.out)) if args.out else params.ingest
-    return Paths(Path(args.images or stage.images), tuple(Path(p) for p in (args.landmarks or stage.landmarks)), *stage.outputs)
+    return Paths(Path(args.images or stage.images), tuple(Path(p) for p in (args.landmarks or stage.landmarks)), *stage.outputs, Path(stage.out_dir) / HEADLINE_JSON)
 
 
 def run(args) -> int:
@@ -80,6 +81,7 @@ def run(args) -> int:
     manifest, report = build_manifest(images, landmarks, verify_voxels=verify, workers=args.workers or params.workers,
                                       progress=not args.quiet, max_voxels=params.max_voxels)
     summary = write_outputs(manifest, report, out_dir)
+    write_headline(summary, {"cases": "cases", "errors": "errors"}, where.headline)
     print(f"manifest: {where.manifest} ({summary['cases']} cases, {summary['landmarks']} landmarks, "
           f"{summary['landmark_kinds']} kinds, {summary['outside_image']} outside the image)")
     print(f"report: {where.report} ({summary['errors']} errors, {summary['warnings']} warnings)")

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
+from lmtransfer.stages import HEADLINE_JSON, Command, StagePaths, option, reads, stage_device, stage_params, write_headline, writes
 from lmtransfer.training.train import TrainConfig
 
 COMMAND = Command(
@@ -64,6 +64,10 @@ class Paths(StagePaths):
     reports: Path = writes()
 
 
+# what `dvc metrics show` prints for a pre-training step (all of it: reports/pretrain/<step>/metrics.json)
+HEADLINE = {"top1": "test_top1", "epochs": "epochs"}
+
+
 def step_name(args) -> str:
     return args.name or f"lm{args.landmarks}"
 
@@ -110,6 +114,7 @@ def run(args) -> int:
         where.reports, where.model, where.init, tracker=tracker, device=device,
         tags={**tags, "splits_hash": file_hash(where.splits)},
     )
+    write_headline(json.loads((where.reports / "metrics.json").read_text()), HEADLINE, where.reports / HEADLINE_JSON)
     if tracker.enabled and name == stage.champion:
         tracker.set_alias(REGISTERED_MODEL, "champion", result.run_id)
         print(f"{REGISTERED_MODEL}@champion -> this run's model (models:/{REGISTERED_MODEL}@champion)")

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lmtransfer.stages import Command, StagePaths, option, reads, stage_device, stage_params, writes
+from lmtransfer.stages import HEADLINE_JSON, Command, StagePaths, option, reads, stage_device, stage_params, write_headline, writes
 from lmtransfer.transfer.boosting import BoostConfig
+
+# what `dvc metrics show` prints: the AUCs at 10 weak learners, where the research sees landmark pre-training help
+# most (every size, with intervals and p-values, in metrics.json beside it); `auc_lm` and `auc_cifar` are also the
+# fine-tuning stage's columns, on its own row
+HEADLINE = {"auc_lm": "lm_auc_at_10", "auc_cifar": "cifar_auc_at_10", "auc_random": "random_auc_at_10",
+            "lm-cifar": "lm_minus_cifar_at_10"}
 
 COMMAND = Command(
     name="transfer",
@@ -83,6 +89,7 @@ def run(args) -> int:
     metrics = run_transfer(lesions, models, params.boost, where.out_dir, everything.compute.threads,
                            make_tracker(params.track), lesion_tags(where), tuple(params.roc_sizes),
                            device=stage_device(args, everything))
+    write_headline(metrics, HEADLINE, where.out_dir / HEADLINE_JSON)
     n = params.boost.n_weak_learners
     for name in params.sources:
         parts = [f"{k}: {metrics[f'{name}_auc_at_{k}']:.3f}" for k in ("5", "10", "50", "all") if f"{name}_auc_at_{k}" in metrics]

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmtransfer.stages import Command, StagePaths, option, reads, stage_params, writes
+from lmtransfer.stages import HEADLINE_JSON, Command, StagePaths, option, reads, stage_params, write_headline, writes
 from lmtransfer.transfer.vessels import VesselConfig
 
 COMMAND = Command(
@@ -74,6 +74,7 @@ def run(args) -> int:
         if "aneurysm_voxels_found" in table and table["aneurysm_voxels_found"].notna().any():
             metrics["aneurysm_voxels_found_mean"] = round(float(table["aneurysm_voxels_found"].mean()), 4)
     (reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_headline(metrics, {"cases": "cases", "dice": "dice_mean"}, reports / HEADLINE_JSON)
     print(f"vessel masks for {len(table)} cases" + (f"; Dice mean {metrics['dice_mean']:.3f} (min {metrics['dice_min']:.3f})"
                                                      if "dice_mean" in metrics else "")
           + f"; {reports / 'metrics.json'} ({time.perf_counter() - start:.0f} s)")
