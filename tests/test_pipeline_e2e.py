@@ -97,9 +97,10 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     table = run(*dvc, "metrics", "show").stdout
     header, *rows = table.splitlines()
     assert max(map(len, table.splitlines())) <= HEADLINE_WIDTH, table
-    missing = {"top1", "epochs", "auc_lm", "auc_cifar", "auc_random", "auc_scratch", "lm-cifar", "dice", "found", "errors"} - set(header.split())
+    missing = {"top1", "epochs", "auc_lm", "auc_cifar", "auc_random", "auc_scratch", "lm-cifar", "dice", "found", "errors",
+               "specificity"} - set(header.split())
     assert not missing, f"dvc metrics show lacks {missing}:\n{table}"
-    assert len(rows) == 10 and all(row.split()[0].endswith("headline.json") for row in rows), table
+    assert len(rows) == 11 and all(row.split()[0].endswith("headline.json") for row in rows), table
     full = json.loads(run(*dvc, "metrics", "show", "--json", "reports/transfer/metrics.json").stdout)
     assert "lm_vs_cifar_p_at_5" in full[""]["data"]["reports/transfer/metrics.json"]["data"]
 

@@ -22,6 +22,7 @@ from lmtransfer.stages.patches import PatchesParams, SplitParams
 from lmtransfer.stages.phantom_ct import PhantomCTParams
 from lmtransfer.stages.phantom_mra import PhantomMRAParams
 from lmtransfer.stages.pretrain import PretrainParams
+from lmtransfer.stages.sim2real import Sim2RealParams
 from lmtransfer.stages.transfer import TransferParams
 from lmtransfer.stages.vessels import VesselsParams
 from lmtransfer.training.train import TrainConfig
@@ -51,6 +52,7 @@ class Params:
     transfer: TransferParams = field(default_factory=TransferParams)
     finetune: FinetuneParams = field(default_factory=FinetuneParams)
     detect: DetectEvalParams = field(default_factory=DetectEvalParams)
+    sim2real: Sim2RealParams = field(default_factory=Sim2RealParams)
     compute: ComputeParams = field(default_factory=ComputeParams)
 
 
@@ -155,6 +157,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         "transfer": _nested(TransferParams, "boost", BoostConfig, sections.pop("transfer", {}), f"{path}: transfer"),
         "finetune": _build(FinetuneParams, sections.pop("finetune", {}) or {}, f"{path}: finetune"),
         "detect": _nested(DetectEvalParams, "detect", DetectConfig, sections.pop("detect", {}), f"{path}: detect"),
+        "sim2real": _build(Sim2RealParams, sections.pop("sim2real", {}) or {}, f"{path}: sim2real"),
         "compute": _build(ComputeParams, sections.pop("compute", {}) or {}, f"{path}: compute"),
     }
     threads = later["compute"].threads

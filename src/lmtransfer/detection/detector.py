@@ -153,6 +153,13 @@ class LandmarkDetector:
         table[["x_lps_mm", "y_lps_mm", "z_lps_mm"]] = np.where(found[:, None], positions, np.nan)
         return DetectionResult(table[RESULT_COLUMNS], time.perf_counter() - start, scorer.count, int(volume.size))
 
+    def probabilities(self, volume_ijk: np.ndarray, geometry: Geometry, centres_lps_mm: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) of patches centred at ``centres_lps_mm`` (n, 3), cut and
+        normalised exactly as in training and in :meth:`detect`."""
+        centres = np.asarray(centres_lps_mm, dtype=float).reshape(-1, 3)
+        with torch_threads(self.config.threads), tqdm(disable=True) as bar:
+            return _Scorer(self, np.asarray(volume_ijk), geometry, bar)(centres)
+
     def _refinement_patches(self) -> int:
         return 26 * len(self.landmarks) * self.config.candidates * len(self.config.refine_steps_mm)
 
