@@ -20,6 +20,7 @@ def test_cli_detect_writes_markups_and_csv(tmp_path, capsys):
                  "--params", str(tmp_path / "none.yaml")]) == 0
     printed = capsys.readouterr().out
     assert "2 of 2 landmark kinds found" in printed and "no landmark shape model" in printed
+    assert "not looked for: 62 landmark kind(s) this model was not trained on: C7_body_centre, T1_body_centre" in printed
     listed = [line.split()[0] for line in printed.splitlines() if line.startswith("  ")]
     table = read_detections(tmp_path / "out" / "toy.csv")
     assert listed == table.sort_values("z_lps_mm", ascending=False)["landmark"].tolist()  # head to feet

@@ -85,3 +85,23 @@ def test_detector_drops_detections_the_shape_model_contradicts():
         volume, geometry, progress=False)
     assert not result.table["found"].any()
 
+
+
+def test_a_few_mutually_consistent_kinds_anchor_the_shape_check_when_most_guesses_are_wrong():
+    # six kinds on a known layout; the network's best guesses are right for a, b, c only, and d, e, f are
+    # confidently wrong in three different ways. A first vote among all six finds every kind disagreeing
+    # with the median of the others (nothing found, as on real CT); the consistent core a, b, c does not.
+    layout = {"a": [0.0, 0.0, 0.0], "b": [0.0, 0.0, 30.0], "c": [20.0, 0.0, 15.0], "d": [-20.0, 0.0, 15.0],
+              "e": [0.0, 15.0, 15.0], "f": [0.0, -15.0, 15.0]}
+    rng = np.random.default_rng(0)
+    cases = pd.DataFrame([{"case": f"k{i}", "landmark": n, "x_lps_mm": x + s[0] + rng.normal(0, 1), "y_lps_mm": y + s[1],
+                           "z_lps_mm": z + s[2], "in_image": True}
+                          for i, s in enumerate(rng.normal(0, 5, (8, 3))) for n, (x, y, z) in layout.items()])
+    names = list(layout)
+    card = replace(CARD, class_names=(*names, "background"))
+    detector = LandmarkDetector(CentreIntensityNet(), card, DetectConfig(threads=1), ShapeModel.fit(cases, names))
+    guesses = np.array([layout[n] for n in names])
+    guesses[3:] += [[0, 0, 40.0], [30.0, 0, -20.0], [-25.0, 25.0, 0]]
+    owners, peaks = np.arange(6), np.array([0.9, 0.92, 0.88, 0.99, 0.97, 0.98])
+    _, _, _, found = detector._choose(owners, guesses, peaks, Geometry.from_sitk(toy_ct()))
+    assert found.tolist() == [True, True, True, False, False, False]

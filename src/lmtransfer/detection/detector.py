@@ -48,6 +48,9 @@ from lmtransfer.training.data import Normaliser
 RESULT_COLUMNS = ["landmark", "found", "probability", "inconsistency", "x_lps_mm", "y_lps_mm", "z_lps_mm"]
 
 
+MIN_CORE = 3  # kinds that must agree with each other before they anchor the shape check on their own
+
+
 @dataclass(frozen=True)
 class DetectConfig:
     """How the volume is searched; units in mm, probabilities in [0, 1]."""
@@ -193,6 +196,9 @@ class LandmarkDetector:
         if self.shape is None:
             return candidates[pick], peaks[pick], np.full(len(pick), np.nan), eligible[pick]
         chosen, found = candidates[pick], eligible[pick]
+        core = self._consistent_core(chosen, peaks[pick], found)
+        if core.sum() >= MIN_CORE:
+            found = core  # the first vote is among kinds that agree with each other, not among all the confident ones
         for _ in range(3):  # trust the consistent detections, then re-vote
             score = self.shape.inconsistency(candidates, owners, chosen, found)
             score[~eligible] = np.inf
@@ -206,6 +212,28 @@ class LandmarkDetector:
         ijk = geometry.lps_to_index(np.where(known[:, None], predicted, 0.0))
         inside = np.all((ijk >= -0.5 - margin) & (ijk <= np.asarray(geometry.size_ijk) - 0.5 + margin), axis=1)
         return chosen, peaks[pick], score[pick], found & (inside | ~known)
+
+
+    def _consistent_core(self, chosen: np.ndarray, probability: np.ndarray, eligible: np.ndarray, seeds: int = 10) -> np.ndarray:
+        """The largest set of kinds whose best candidates agree pairwise-in-median with each other (L,) bool.
+
+        Grown greedily from each of the ``seeds`` most probable kinds, adding kinds in order of probability
+        when they agree with the set so far; the largest set wins (ties: the more probable). Without it,
+        a scan where most first guesses are wrong (real CT for a phantom-trained model) leaves every kind
+        disagreeing with the crowd and nothing is found; with it, a few kinds that fit together anchor the rest.
+        """
+        order = [int(k) for k in np.argsort(-probability, kind="stable") if eligible[k]]
+        best, best_key = np.zeros(len(chosen), bool), (0, 0.0)
+        for seed in order[:seeds]:
+            member = np.zeros(len(chosen), bool)
+            member[seed] = True
+            for k in order:
+                if not member[k] and self.shape.inconsistency(chosen[k][None], np.array([k]), chosen, member)[0] <= self.config.max_inconsistency:
+                    member[k] = True
+            key = (int(member.sum()), float(probability[member].sum()))
+            if key > best_key:
+                best, best_key = member, key
+        return best
 
 
 class _Scorer:

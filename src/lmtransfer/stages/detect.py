@@ -66,4 +66,14 @@ def run(args) -> int:
             print(f"  {row.landmark:30s} p={row.probability:.3f}  {where}")
     print(f"{volume}: {len(result.found)} of {len(result.table)} landmark kinds found (LPS mm) in {result.seconds:.1f} s "
           f"({result.patches_scored} patches); wrote {markups} and {csv_path}")
+    unknown = unknown_kinds(result.table["landmark"])
+    if unknown:
+        print(f"not looked for: {len(unknown)} landmark kind(s) this model was not trained on: {', '.join(unknown)}")
     return 0
+
+
+def unknown_kinds(known) -> list[str]:
+    """The phantom's landmark kinds (the pipeline's full set) that a model with classes ``known`` cannot find."""
+    from lmtransfer.phantoms.torso_anatomy import LANDMARKS
+
+    return [name for name in LANDMARKS if name not in set(known)]
