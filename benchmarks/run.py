@@ -9,6 +9,9 @@
   one vs two threads (bench_detection.py).
 - memory: peak memory of `detect` against the volume's size (in place vs a float32 copy) and of
   ingesting a 1,000,000-row landmark CSV (bench_memory.py).
+- real size: a clinical-size (519 x 429 x 595) copy of the shared real CT and its segmentation
+  through landmark derivation, ingest, patch cutting and detection, seconds and peak memory per step
+  (bench_real_size.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_detection  # noqa: E402
 import bench_memory  # noqa: E402
+import bench_real_size  # noqa: E402
 import bench_sampler  # noqa: E402
 import bench_training  # noqa: E402
 
@@ -73,3 +77,5 @@ if __name__ == "__main__":
     bench_detection.main()
     print()
     bench_memory.main()
+    print()
+    bench_real_size.main()

@@ -38,6 +38,10 @@ def tiny_params() -> dict:
     params["finetune"].update(max_epochs=1, epoch_patches=128)
     params["compute"]["threads"] = 1
     params["detect"].update(coarse_step_mm=16.0, refine_steps_mm=[4.0], candidates=1, max_cases=1)
+    shared = params["sim2real"]  # the real cases, from ../shared wherever the scratch project lies
+    for key in ("images", "segmentations", "label_tables"):
+        shared[key] = [str(SHARED_DATA / Path(v).relative_to("../shared/data")) if v.startswith("../shared/") else v for v in shared[key]]
+    shared["background_per_case"] = 50
     return params
 
 

@@ -29,6 +29,7 @@ SUPERIOR, INFERIOR, ANTERIOR = np.array([0.0, 0, 1]), np.array([0.0, 0, -1]), np
 LATERAL = {"L": np.array([1.0, 0, 0]), "R": np.array([-1.0, 0, 0])}  # patient's left is +x in LPS
 SIDE_NAME = {"L": "left", "R": "right"}
 CAP_MM = 3.0            # an extreme point is the centroid of the voxels this close to the extreme
+MEET = "(centroid of the midpoints of their closest surface point pairs, within 2 mm of the closest)"
 BODY_OPENING_MM = 5.0   # posterior elements (pedicles, laminae, processes) are thinner than twice this
 
 
@@ -50,16 +51,18 @@ class LabelMap:
     """An integer label map with its geometry and label table; structures are looked up by name."""
 
     def __init__(self, image: sitk.Image, table: LabelTable):
-        values = sitk.GetArrayFromImage(image)
+        values = sitk.GetArrayViewFromImage(image)
         self.non_integer_voxels = 0
         if np.issubdtype(values.dtype, np.floating):
             rounded = np.rint(values)
             self.non_integer_voxels = int(np.count_nonzero(np.abs(values - rounded) > 1e-3))
             values = rounded
-        self.labels = values.astype(np.int32)          # array order (k, j, i)
+        # array order (k, j, i), in the smallest integer type that holds the labels (a clinical map is 100+ M voxels)
+        values = np.clip(values, 0, None) if values.min() < 0 else values
+        self.labels = np.asarray(values, dtype=np.min_scalar_type(int(values.max())))
         self.geometry = Geometry.from_sitk(image)
         self.table = table
-        self.boxes = ndimage.find_objects(np.clip(self.labels, 0, None))
+        self.boxes = ndimage.find_objects(self.labels)
         present = {i + 1 for i, box in enumerate(self.boxes) if box is not None}
         self.unknown_ids = sorted(present - set(table.names))
 
@@ -82,7 +85,8 @@ class LabelMap:
         return np.concatenate(parts)
 
     def lps(self, voxels: np.ndarray) -> np.ndarray:
-        return self.geometry.index_to_lps(voxels[:, ::-1].astype(float))
+        # contiguous (i, j, k) rows: a strided array would make the matrix product crawl on millions of voxels
+        return self.geometry.index_to_lps(np.ascontiguousarray(voxels[:, ::-1], dtype=float))
 
     def points(self, *names: str, whole: bool = False) -> np.ndarray:
         """LPS mm of the structures' voxel centres; ``whole``: refuse a structure the scan's edge cuts."""
@@ -165,10 +169,15 @@ def surface(m: LabelMap, name: str) -> np.ndarray:
     return m.lps(np.argwhere(rim) + [s.start for s in box])
 
 
-def ball(radius_mm: float, spacing_kji: np.ndarray) -> np.ndarray:
-    half = np.maximum(np.floor(radius_mm / spacing_kji), 1).astype(int)
-    grid = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
-    return sum((g * s / radius_mm) ** 2 for g, s in zip(grid, spacing_kji)) <= 1.0 + 1e-9
+def opening(mask: np.ndarray, radius_mm: float, spacing_kji: np.ndarray) -> np.ndarray:
+    """Morphological opening by a ball of ``radius_mm`` (physical, whatever the voxel size), through
+    Euclidean distance maps: linear in the voxels, where a structuring element grows with the cube of
+    the radius in voxels (a 5 mm ball is 15 x 15 x 19 voxels at 0.7 x 0.7 x 0.56 mm)."""
+    radius = max(radius_mm, float(np.max(spacing_kji)))   # at least one voxel, so a coarse map still loses its thin parts
+    core = ndimage.distance_transform_edt(mask, sampling=spacing_kji) > radius
+    if not core.any():
+        return core
+    return (ndimage.distance_transform_edt(~core, sampling=spacing_kji) <= radius) & mask
 
 
 # ---- the definitions --------------------------------------------------------------------------
@@ -182,7 +191,7 @@ def _body_centre(level: str) -> Callable[[LabelMap], np.ndarray]:
         pad = 2
         mask = np.zeros(tuple(high - low + 2 * pad), bool)
         mask[tuple((voxels - low + pad).T)] = True
-        opened = ndimage.binary_opening(mask, ball(BODY_OPENING_MM, np.asarray(m.geometry.spacing_mm)[::-1]))
+        opened = opening(mask, BODY_OPENING_MM, np.asarray(m.geometry.spacing_mm)[::-1])
         parts, count = ndimage.label(opened)
         if count == 0:
             raise NotDerivable(f"{name}: nothing as thick as a vertebral body is left after removing the thin parts")
@@ -246,8 +255,12 @@ def _asis(side: str):
 
 def _pubic_symphysis(m: LabelMap) -> np.ndarray:
     left, right = surface(m, "hip_left"), surface(m, "hip_right")
-    front = (np.r_[left, right][:, 1].mean())
-    return meeting_point(m, left[left[:, 1] < front], right[right[:, 1] < front], "the pubic bones")
+    both = np.r_[left, right]
+    front, midline = both[:, 1].mean(), both[:, 0].mean()
+    near = [side[(side[:, 1] < front) & (np.abs(side[:, 0] - midline) < 40.0)] for side in (left, right)]
+    if not all(len(side) for side in near):
+        raise NotDerivable("the hip bones do not come within 40 mm of their midline in front")
+    return meeting_point(m, *near, "the pubic bones")
 
 
 def _sacral_promontory(m: LabelMap) -> np.ndarray:
@@ -315,7 +328,7 @@ def definitions() -> dict[str, Definition]:
             Definition(f"rib12_tip_{s}", (f"rib_{side}_12", "vertebrae_T12"), f"{cap} the point of rib 12 farthest from "
                        "its end nearest the T12 vertebra", _rib12_tip(s)),
             Definition(f"sternoclavicular_joint_{s}", ("sternum", f"clavicula_{side}"),
-                       "where the clavicle and the sternum meet (centroid of the midpoints of their closest surface point pairs, within 2 mm of the closest)", _sternoclavicular(s)),
+                       f"where the clavicle and the sternum meet {MEET}", _sternoclavicular(s)),
             Definition(f"common_iliac_bifurcation_{s}", (f"iliac_artery_{side}",), "not derived: TotalSegmentator's iliac "
                        "artery label runs on into the external iliac, so the split needs a centreline"),
             Definition(f"renal_artery_origin_{s}", (), "not derived: the renal arteries are not labelled"),
@@ -333,12 +346,12 @@ def definitions() -> dict[str, Definition]:
         Definition("aortic_arch_top", ("aorta",), f"{cap} the aorta's highest point",
                    _extreme_of(("aorta",), SUPERIOR, "top of the aortic arch")),
         Definition("aortic_root", ("aorta",), "not derived: where the aorta leaves the heart is not marked in the labels"),
-        Definition("brachiocephalic_trunk_origin", ("aorta", "brachiocephalic_trunk"), "where the aorta and the "
-                   "brachiocephalic trunk meet (centroid of the midpoints of their closest surface point pairs)", _origin_from_aorta("brachiocephalic_trunk")),
-        Definition("left_common_carotid_origin", ("aorta", "common_carotid_artery_left"), "where the aorta and the "
-                   "left common carotid meet (centroid of the midpoints of their closest surface point pairs)", _origin_from_aorta("common_carotid_artery_left")),
-        Definition("left_subclavian_origin", ("aorta", "subclavian_artery_left"), "where the aorta and the "
-                   "left subclavian meet (centroid of the midpoints of their closest surface point pairs)", _origin_from_aorta("subclavian_artery_left")),
+        Definition("brachiocephalic_trunk_origin", ("aorta", "brachiocephalic_trunk"), f"where the aorta and the "
+                   f"brachiocephalic trunk meet {MEET}", _origin_from_aorta("brachiocephalic_trunk")),
+        Definition("left_common_carotid_origin", ("aorta", "common_carotid_artery_left"), f"where the aorta and the "
+                   f"left common carotid meet {MEET}", _origin_from_aorta("common_carotid_artery_left")),
+        Definition("left_subclavian_origin", ("aorta", "subclavian_artery_left"), f"where the aorta and the "
+                   f"left subclavian meet {MEET}", _origin_from_aorta("subclavian_artery_left")),
         Definition("celiac_trunk_origin", (), "not derived: the celiac trunk is not labelled"),
         Definition("sma_origin", (), "not derived: the superior mesenteric artery is not labelled"),
         Definition("ima_origin", (), "not derived: the inferior mesenteric artery is not labelled"),
@@ -351,8 +364,8 @@ def definitions() -> dict[str, Definition]:
         Definition("sternal_angle", ("sternum",), "not derived: manubrium and body are one label"),
         Definition("xiphoid_tip", ("sternum",), f"{cap} the sternum's lowest point",
                    _extreme_of(("sternum",), INFERIOR, "lower end of the sternum")),
-        Definition("pubic_symphysis", ("hip_left", "hip_right"), 
-                   "two hip bones in front of their mean AP position", _pubic_symphysis),
+        Definition("pubic_symphysis", ("hip_left", "hip_right"), "where the two hip bones meet in front of their mean AP "
+                   f"position and within 40 mm of their midline {MEET}", _pubic_symphysis),
         Definition("sacral_promontory", ("sacrum",), f"{cap} the front-top edge of the sacrum (along anterior + superior, "
                    "within its top 15 mm and 15 mm of its midline)", _sacral_promontory),
     ]

@@ -228,8 +228,10 @@ class LandmarkDetector:
             member = np.zeros(len(chosen), bool)
             member[seed] = True
             for k in order:
-                if not member[k] and self.shape.inconsistency(chosen[k][None], np.array([k]), chosen, member)[0] <= self.config.max_inconsistency:
-                    member[k] = True
+                if member[k]:
+                    continue
+                score = self.shape.inconsistency(chosen[k][None], np.array([k]), chosen, member)[0]
+                member[k] = score <= self.config.max_inconsistency
             key = (int(member.sum()), float(probability[member].sum()))
             if key > best_key:
                 best, best_key = member, key

@@ -66,7 +66,8 @@ def run(args) -> int:
         found = derived[derived["derived"]]
         target = out_dir / f"{case}.{args.format}"
         if args.format == "csv":
-            found.assign(case=case, space="LPS")[["case", "landmark", "x", "y", "z", "space"]].to_csv(target, index=False, float_format="%.3f")
+            rows = found.assign(case=case, space="LPS")[["case", "landmark", "x", "y", "z", "space"]]
+            rows.to_csv(target, index=False, float_format="%.3f")
         else:
             write_slicer_json(target, found["landmark"].tolist(), found[["x", "y", "z"]].to_numpy(), found["definition"].tolist())
         derived.to_csv(out_dir / "derivation" / f"{case}.csv", index=False, float_format="%.3f")
