@@ -5,6 +5,7 @@
 - sampling: 2.5D patches/s, our LandmarkSampler vs the stock TorchIO LabelSampler + Queue route
   (bench_sampler.py).
 - training: mini-VGG training and inference patches/s, threads and widths (bench_training.py).
+- boosting: one AdaBoost fit of 300 stumps, scikit-learn vs the stump booster (bench_boosting.py).
 - detection: seconds per volume of `lmtransfer detect` at two grid sizes and two body sizes,
   one vs two threads (bench_detection.py).
 - memory: peak memory of `detect` against the volume's size (in place vs a float32 copy) and of
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_boosting  # noqa: E402
 import bench_detection  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_real_size  # noqa: E402
@@ -73,6 +75,8 @@ if __name__ == "__main__":
     bench_sampler.main()
     print()
     bench_training.main()
+    print()
+    bench_boosting.main()
     print()
     bench_detection.main()
     print()

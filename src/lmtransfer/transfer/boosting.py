@@ -15,6 +15,8 @@ from scipy import stats
 from sklearn.ensemble import AdaBoostClassifier
 from sklearn.tree import DecisionTreeClassifier
 
+from lmtransfer.transfer.stumps import StumpBoost
+
 
 @dataclass(frozen=True)
 class BoostConfig:
@@ -24,6 +26,8 @@ class BoostConfig:
     learning_rate: float = 1.0
     algorithm: str = "SAMME"       # the only one in scikit-learn >= 1.6 (SAMME.R was removed)
     stump_depth: int = 1           # decision stumps
+    booster: str = "stumps"        # stumps: lmtransfer.transfer.stumps (depth 1 only, scikit-learn's ensembles, faster);
+                                   # sklearn: AdaBoostClassifier itself
     train_cases: int = 100         # the research: 100 training cases ...
     test_cases: int = 50           # ... and 50 test cases
     repeats: int = 5               # different case splits (and seeds)
@@ -49,8 +53,13 @@ def staged_scores(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         raise ValueError("the training cases hold only one class: AdaBoost needs lesion and normal patches")
     if cfg.algorithm != "SAMME":
         raise ValueError(f"algorithm {cfg.algorithm!r} is not available in scikit-learn >= 1.6; use SAMME")
-    model = AdaBoostClassifier(DecisionTreeClassifier(max_depth=cfg.stump_depth), n_estimators=cfg.n_weak_learners,
-                               learning_rate=cfg.learning_rate, random_state=seed)
+    if cfg.booster not in ("stumps", "sklearn"):
+        raise ValueError(f"transfer.booster {cfg.booster!r}: use stumps or sklearn")
+    if cfg.booster == "stumps" and cfg.stump_depth == 1:
+        model = StumpBoost(cfg.n_weak_learners, cfg.learning_rate, seed)
+    else:
+        model = AdaBoostClassifier(DecisionTreeClassifier(max_depth=cfg.stump_depth), n_estimators=cfg.n_weak_learners,
+                                   learning_rate=cfg.learning_rate, random_state=seed)
     model.fit(x_train, y_train)
     scores = np.array(list(model.staged_decision_function(x_test)), dtype=np.float64)
     if len(scores) < cfg.n_weak_learners:  # a perfect stump ends boosting: later ensembles equal the last one

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +20,7 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from lmtransfer.figures import subplots
+from lmtransfer.parallel import process_pool
 from lmtransfer.transfer.boosting import (
     BoostConfig, auc_by_size, case_bootstrap, paired_difference, split_by_case, staged_scores, t_interval, weighted_auc,
 )
@@ -55,6 +57,26 @@ def repeat_splits(lesions: LesionSet, cfg: BoostConfig) -> list[tuple[list[str],
     return splits
 
 
+def _timed_fit(x_train, y_train, x_test, cfg: BoostConfig, seed: int) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    return staged_scores(x_train, y_train, x_test, cfg, seed), time.perf_counter() - start
+
+
+def staged_fits(features: dict, labels: np.ndarray, masks: list, cfg: BoostConfig, workers: int) -> dict:
+    """Staged test scores and fit seconds of every (repeat, source): ``{(r, name): (scores, seconds)}``.
+
+    The fits are independent and seeded by their repeat, so they run in ``workers`` processes
+    (spawned: torch's thread pools do not survive a fork) and give the same scores in any order.
+    """
+    jobs = {(r, name): (x[train], labels[train], x[test], cfg, cfg.seed + r)
+            for r, (train, test) in enumerate(masks) for name, x in features.items()}
+    if workers <= 1 or len(jobs) == 1:
+        return {key: _timed_fit(*job) for key, job in jobs.items()}
+    with process_pool(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(_timed_fit, *job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
 def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Path, threads: int = 2, tracker: Tracker | None = None,
                  tags: dict | None = None, roc_sizes: tuple[int, ...] = (5, 50), progress=print, device="cpu") -> dict:
     """Run the whole comparison for the feature extractors ``models`` (name -> MiniVGG); record it
@@ -74,19 +96,23 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     auc = {name: np.zeros((cfg.repeats, n)) for name in models}
     boot = {name: np.zeros((cfg.repeats, len(sizes), cfg.bootstrap)) for name in models}
     roc_rows, split_rows = [], []
+    masks = []
     for r, (train_cases, test_cases) in enumerate(splits):
         train = index["case"].isin(train_cases).to_numpy()
         test = (index["case"].isin(test_cases) & (index["variant"] == 0)).to_numpy()
-        y_train, y_test = index["label"].to_numpy()[train], index["label"].to_numpy()[test]
-        if len(np.unique(y_test)) < 2:
+        if len(np.unique(index["label"].to_numpy()[test])) < 2:
             raise ValueError(f"repeat {r}: the test cases hold only one class; use more test cases")
+        masks.append((train, test))
+    fits = staged_fits(features, index["label"].to_numpy(), masks, cfg, threads)
+    for r, (train_cases, test_cases) in enumerate(splits):
+        train, test = masks[r]
+        y_train, y_test = index["label"].to_numpy()[train], index["label"].to_numpy()[test]
         weights = case_bootstrap(index["case"].to_numpy()[test], cfg.bootstrap, np.random.default_rng([cfg.seed, r]))
         split_rows.append({"repeat": r, "train_cases": len(train_cases), "test_cases": len(test_cases),
                            "train_patches": int(train.sum()), "train_lesion_patches": int(y_train.sum()),
                            "test_patches": int(test.sum()), "test_lesion_patches": int(y_test.sum())})
         for name in models:
-            t = time.perf_counter()
-            staged = staged_scores(features[name][train], y_train, features[name][test], cfg, seed=cfg.seed + r)
+            staged, fit_seconds = fits[r, name]
             auc[name][r] = auc_by_size(staged, y_test)
             for k, size in enumerate(sizes):
                 boot[name][r, k] = weighted_auc(staged[size - 1], y_test, weights)
@@ -96,7 +122,7 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
                         fpr, tpr, _ = roc_curve(y_test, staged[size - 1])
                         roc_rows += [{"source": name, "weak_learners": size, "fpr": a, "tpr": b} for a, b in zip(fpr, tpr)]
             progress(f"repeat {r + 1}/{cfg.repeats} {name}: AUC {auc[name][r][min(4, n - 1)]:.3f} (5 stumps) "
-                     f"{auc[name][r][-1]:.3f} ({n} stumps), {time.perf_counter() - t:.1f} s")
+                     f"{auc[name][r][-1]:.3f} ({n} stumps), fit {fit_seconds:.1f} s")
 
     table = pd.DataFrame({"weak_learners": np.arange(1, n + 1)})
     for name in models:

@@ -1,0 +1,78 @@
+"""The stump booster builds scikit-learn's AdaBoost ensembles: decision functions equal to 1e-9."""
+
+import numpy as np
+import pytest
+from sklearn.ensemble import AdaBoostClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+from lmtransfer.transfer.boosting import BoostConfig, auc_by_size, staged_scores
+from lmtransfer.transfer.stumps import StumpBoost, visiting_order
+
+
+def _sklearn(x, y, x_test, n, seed):
+    model = AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=n, random_state=seed).fit(x, y)
+    return model, np.array(list(model.staged_decision_function(x_test)))
+
+
+def _ours(x, y, x_test, n, seed):
+    model = StumpBoost(n, 1.0, seed).fit(x, y)
+    return model, np.array(list(model.staged_decision_function(x_test)))
+
+
+def _data(kind: str, seed: int, n: int = 800, d: int = 24):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n + 300, d)).astype(np.float32)
+    y = (rng.random(n + 300) < 0.2).astype(int)
+    x[y == 1, :4] += 0.5
+    if kind == "relu":              # like CNN features after a ReLU: most values tie at zero
+        x = np.maximum(x - 0.3, 0)
+    elif kind == "duplicated":      # copies of columns and constant columns: exact ties between features
+        x[:, 10:14] = x[:, 0:4]
+        x[:, 20:] = 1.5
+    elif kind == "coarse":          # few distinct values: ties inside every feature
+        x = np.round(x * 2) / 2
+    return x[:n], y[:n], x[n:]
+
+
+@pytest.mark.parametrize("kind", ["continuous", "relu", "duplicated", "coarse"])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_staged_decision_functions_equal_scikit_learns(kind, seed):
+    x, y, x_test = _data(kind, seed)
+    reference, expected = _sklearn(x, y, x_test, 60, seed)
+    model, got = _ours(x, y, x_test, 60, seed)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 1e-9
+    assert [s[0] for s in model.stumps_] == [int(e.tree_.feature[0]) for e in reference.estimators_]
+    assert np.allclose(model.estimator_weights_, reference.estimator_weights_, rtol=0, atol=1e-12)
+
+
+def test_a_perfect_stump_ends_boosting_as_in_scikit_learn():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 5)).astype(np.float32)
+    y = (x[:, 2] > 0.1).astype(int)
+    _, expected = _sklearn(x, y, x, 50, 3)
+    model, got = _ours(x, y, x, 50, 3)
+    assert len(model.stumps_) == len(expected) == 1 and np.abs(got - expected).max() < 1e-12
+
+
+def test_the_visiting_order_is_a_permutation_of_the_varying_features():
+    constant = np.zeros(30, bool)
+    constant[[3, 17]] = True
+    order = visiting_order(30, constant, tree_seed=12345)
+    assert sorted(order) == [f for f in range(30) if f not in (3, 17)]
+    assert order != sorted(order)
+
+
+def test_staged_scores_give_the_same_aucs_with_either_booster():
+    x, y, x_test = _data("relu", 3, n=600)
+    y_test = (np.random.default_rng(4).random(len(x_test)) < 0.3).astype(int)
+    ours = staged_scores(x, y, x_test, BoostConfig(n_weak_learners=80, booster="stumps"), seed=5)
+    theirs = staged_scores(x, y, x_test, BoostConfig(n_weak_learners=80, booster="sklearn"), seed=5)
+    assert np.abs(ours - theirs).max() < 1e-9
+    assert np.array_equal(auc_by_size(ours, y_test), auc_by_size(theirs, y_test))
+
+
+def test_an_unknown_booster_is_refused():
+    x, y, x_test = _data("continuous", 0, n=100)
+    with pytest.raises(ValueError, match="booster"):
+        staged_scores(x, y, x_test, BoostConfig(n_weak_learners=5, booster="xgboost"), seed=0)
