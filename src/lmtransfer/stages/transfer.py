@@ -37,7 +37,7 @@ class TransferParams:
 
     boost: BoostConfig = field(default_factory=BoostConfig)
     lm_model: Path = Path("models/lm_cnn_lm60.pt")   # any landmark CNN checkpoint (the lesion set and CIFAR-CNN come from their stages)
-    sources: tuple[str, ...] = ("lm", "cifar", "random")
+    sources: tuple[str, ...] = ("lm", "cifar", "random", "handcrafted")
     roc_sizes: tuple[int, ...] = (5, 50)
     out_dir: Path = Path("reports/transfer")
     track: bool = True
@@ -94,6 +94,8 @@ def run(args) -> int:
     for name in params.sources:
         parts = [f"{k}: {metrics[f'{name}_auc_at_{k}']:.3f}" for k in ("5", "10", "50", "all") if f"{name}_auc_at_{k}" in metrics]
         print(f"{name:7s} AUC " + ", ".join(parts) + f" (all = {n} weak learners)")
+    if "sceptic_verdict" in metrics:
+        print(f"sceptic's baseline: {metrics['sceptic_verdict']}")
     if "lm_vs_cifar_significant_sizes" in metrics:
         print(f"LM vs CIFAR significant at weak learners: {metrics['lm_vs_cifar_significant_sizes'] or 'none'}")
     return 0

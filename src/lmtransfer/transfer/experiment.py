@@ -29,8 +29,9 @@ from lmtransfer.transfer.features import extract_features
 from lmtransfer.transfer.lesions import LesionSet
 
 EXPERIMENT = "transfer-auc"
-LABELS = {"lm": "LM-CNN (landmarks)", "cifar": "CIFAR-CNN (natural images)", "random": "random CNN (no pre-training)"}
-COLOURS = {"lm": "tab:red", "cifar": "tab:blue", "random": "tab:gray"}
+LABELS = {"lm": "LM-CNN (landmarks)", "cifar": "CIFAR-CNN (natural images)", "random": "random CNN (no pre-training)",
+          "handcrafted": "hand-crafted features (no network)"}
+COLOURS = {"lm": "tab:red", "cifar": "tab:blue", "random": "tab:gray", "handcrafted": "tab:green"}
 
 
 def tested_sizes(n: int) -> list[int]:
@@ -174,7 +175,27 @@ def summary_metrics(table, tests, names, n, split_rows, lesions) -> dict:
             metrics[f"lm_vs_cifar_p_at_{key}"] = round(float(t["p_value"]), 4)
     if len(tests):
         metrics["lm_vs_cifar_significant_sizes"] = [int(s) for s in tests.loc[tests["significant"], "weak_learners"]]
+    metrics.update(sceptic_verdict(table, names, min(10, n)))
     return metrics
+
+
+SCEPTIC_MARGIN = 0.02   # hand-crafted features this close to the best CNN: the task does not tell features apart
+
+
+def sceptic_verdict(table: pd.DataFrame, names: list[str], size: int) -> dict:
+    """The hand-crafted baseline against the best CNN source at ``size`` weak learners, in numbers and one sentence."""
+    networks = [n for n in names if n != "handcrafted"]
+    if "handcrafted" not in names or not networks:
+        return {}
+    row = table.iloc[size - 1]
+    best = max(networks, key=lambda n: row[f"{n}_auc"])
+    gap = float(row["handcrafted_auc"] - row[f"{best}_auc"])
+    easy = gap >= -SCEPTIC_MARGIN
+    sentence = (f"hand-crafted features reach {row['handcrafted_auc']:.3f} AUC at {size} weak learners against "
+                f"{row[f'{best}_auc']:.3f} for the best CNN ({best}): "
+                + ("the task is too easy to tell pre-trainings apart" if easy else
+                   f"the CNN features carry more than generic filters (by {-gap:.3f})"))
+    return {f"handcrafted_minus_best_cnn_at_{size}": round(gap, 4), "task_too_easy": easy, "sceptic_verdict": sentence}
 
 
 def plot_auc_curves(table: pd.DataFrame, tests: pd.DataFrame, names: list[str], cfg: BoostConfig, path: Path, title: str) -> Path:

@@ -10,6 +10,7 @@ import torch
 from lmtransfer.devices import prepare, to_device, torch_threads
 from lmtransfer.models.checkpoint import load_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.transfer.handcrafted import HandcraftedSource
 
 
 def random_cnn(config: dict, seed: int) -> MiniVGG:
@@ -18,12 +19,16 @@ def random_cnn(config: dict, seed: int) -> MiniVGG:
     return MiniVGG(**config)
 
 
-def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], seed: int) -> dict[str, MiniVGG]:
-    """Feature extractors by name: ``lm`` (landmark CNN), ``cifar`` (CIFAR-CNN), ``random`` (control)."""
-    models: dict[str, MiniVGG] = {}
-    unknown = set(sources) - {"lm", "cifar", "random"}
+SOURCES = ("lm", "cifar", "random", "handcrafted")
+
+
+def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], seed: int) -> dict[str, MiniVGG | HandcraftedSource]:
+    """Feature extractors by name: ``lm`` (landmark CNN), ``cifar`` (CIFAR-CNN), ``random`` (control),
+    ``handcrafted`` (the sceptic's baseline: no network, :mod:`lmtransfer.transfer.handcrafted`)."""
+    models: dict[str, MiniVGG | HandcraftedSource] = {}
+    unknown = set(sources) - set(SOURCES)
     if unknown:
-        raise ValueError(f"unknown feature sources {sorted(unknown)}; use lm, cifar, random")
+        raise ValueError(f"unknown feature sources {sorted(unknown)}; use {', '.join(SOURCES)}")
     for name, path in (("lm", lm_model), ("cifar", cifar_model)):
         if name in sources:
             if not Path(path).exists():
@@ -36,12 +41,18 @@ def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], se
             reference = load_checkpoint(Path(lm_model))[0]
         config = dict(reference.config) if reference is not None else {"n_classes": 2}
         models["random"] = random_cnn(config, 1000 + seed)  # a seed no pre-training run uses
+    if "handcrafted" in sources:
+        models["handcrafted"] = HandcraftedSource()
     return {name: models[name] for name in sources}
 
 
-def extract_features(model: MiniVGG, x: np.ndarray, batch_size: int = 512, threads: int = 2, device="cpu") -> np.ndarray:
+def extract_features(model: MiniVGG | HandcraftedSource, x: np.ndarray, batch_size: int = 512, threads: int = 2,
+                     device="cpu") -> np.ndarray:
     """``model.features`` of patches ``x`` (n, 3, P, P) already in [-1, 1]: (n, feature_dim) float32,
-    computed on ``device`` (full precision: the features feed AdaBoost as they are)."""
+    computed on ``device`` (full precision: the features feed AdaBoost as they are); a source that is
+    not a network computes its own."""
+    if isinstance(model, HandcraftedSource):
+        return model(x)
     device = torch.device(device)
     model = prepare(model, device).eval()
     out = []
