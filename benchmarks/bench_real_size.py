@@ -21,15 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_memory import _rss_kib  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_abdomen_ct"
 SPACING_MM = (0.7, 0.7, 0.56)
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def _measure(work) -> dict:

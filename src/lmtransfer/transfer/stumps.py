@@ -51,6 +51,17 @@ def visiting_order(n_features: int, constant: np.ndarray, tree_seed: int) -> lis
     return order
 
 
+def _weighted_gini(weight: np.ndarray, zero: np.ndarray, one: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``weight * (1 - (zero^2 + one^2) / weight^2)`` in place (``zero`` and ``one`` are overwritten)."""
+    np.multiply(zero, zero, out=zero)
+    np.multiply(one, one, out=one)
+    np.add(zero, one, out=out)
+    np.multiply(weight, weight, out=zero)
+    np.divide(out, zero, out=out)
+    np.subtract(1.0, out, out=out)
+    return np.multiply(weight, out, out=out)
+
+
 class _SortedFeatures:
     """The features sorted once, and the best stump for any sample weights from cumulative sums along
     those orders. Arrays are (features, samples): the sums run along contiguous rows."""
@@ -83,28 +94,14 @@ class _SortedFeatures:
         np.cumsum(left_zero, axis=1, out=left_zero)
         left, left_one, left_zero = left[:, :-1], left_one[:, :-1], left_zero[:, :-1]
         proxy, right, side, a, b = self._buffers
+        np.subtract(total, left, out=right)
         with np.errstate(divide="ignore", invalid="ignore"):
-            # the tree's Gini proxy, in its order of operations: -w_right * gini_right - w_left * gini_left,
-            # gini = 1 - (w_0^2 + w_1^2) / w^2
-            np.subtract(total, left, out=right)
-            np.subtract(total_zero, left_zero, out=a)
-            np.subtract(total_one, left_one, out=b)
-            np.multiply(a, a, out=a)
-            np.multiply(b, b, out=b)
-            np.add(a, b, out=side)
-            np.multiply(right, right, out=a)
-            np.divide(side, a, out=side)
-            np.subtract(1.0, side, out=side)
-            np.multiply(right, side, out=proxy)
+            # the tree's Gini proxy, in its order of operations: -w_right * gini_right - w_left * gini_left
+            _weighted_gini(right, np.subtract(total_zero, left_zero, out=a), np.subtract(total_one, left_one, out=b), out=proxy)
             np.negative(proxy, out=proxy)
-            np.multiply(left_zero, left_zero, out=a)
-            np.multiply(left_one, left_one, out=b)
-            np.add(a, b, out=side)
-            np.multiply(left, left, out=a)
-            np.divide(side, a, out=side)
-            np.subtract(1.0, side, out=side)
-            np.multiply(left, side, out=side)
-            np.subtract(proxy, side, out=proxy)
+            np.copyto(a, left_zero)
+            np.copyto(b, left_one)
+            np.subtract(proxy, _weighted_gini(left, a, b, out=side), out=proxy)
         proxy[self.invalid] = -np.inf
         position = np.argmax(proxy, axis=1)                      # the first best position of each feature
         best = proxy[np.arange(len(position)), position]
