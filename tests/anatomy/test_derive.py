@@ -137,3 +137,16 @@ def test_fit_sphere_recovers_centre_and_radius():
     surface = directions / np.linalg.norm(directions, axis=1, keepdims=True) * 21.0 + [3.0, -4.0, 5.0]
     centre, radius = fit_sphere(surface + rng.normal(0, 0.2, surface.shape))
     assert np.allclose(centre, [3, -4, 5], atol=0.1) and abs(radius - 21.0) < 0.1
+
+
+def test_a_label_map_outlives_the_image_it_was_made_from():
+    from lmtransfer.anatomy.derive import LabelMap
+
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[10:20, 10:20, 10:20] = V2.id_of("liver")
+    m = LabelMap(label_image(labels), V2)   # the image is a temporary: its buffer must stay alive with the map
+    import gc
+
+    gc.collect()
+    sitk.GetImageFromArray(np.full((30, 30, 30), 7, np.uint8))  # reuse freed memory, if it had been freed
+    assert len(m.voxels("liver")) == 1000

@@ -51,6 +51,7 @@ class LabelMap:
     """An integer label map with its geometry and label table; structures are looked up by name."""
 
     def __init__(self, image: sitk.Image, table: LabelTable):
+        self._image = image   # the array below may be a view of its buffer: keep the buffer alive as long as the map
         values = sitk.GetArrayViewFromImage(image)
         self.non_integer_voxels = 0
         if np.issubdtype(values.dtype, np.floating):
