@@ -319,8 +319,9 @@ def definitions() -> dict[str, Definition]:
             Definition(f"kidney_hilum_{s}", (f"kidney_{side}",), "not derived: the hilum is an indentation of the medial "
                        "border, which a centroid or extreme point does not find"),
             Definition(f"lung_apex_{s}", _lung(s), f"{cap} the lung's highest point", _lung_extreme(s, SUPERIOR, "lung apex")),
-            Definition(f"costophrenic_angle_{s}", _lung(s), f"{cap} the lung's lowest lateral point (along lateral + "
-                       "2 x inferior)", _lung_extreme(s, LATERAL[s] + 2 * INFERIOR, "lung's lowest lateral point")),
+            Definition(f"costophrenic_angle_{s}", _lung(s), f"{cap} the lung's lateral extreme, tilted 14 degrees towards "
+                       "the feet (along lateral + 0.25 x inferior): where the lateral chest wall meets the diaphragm",
+                       _lung_extreme(s, LATERAL[s] + 0.25 * INFERIOR, "lung's lateral-inferior extreme")),
             Definition(f"femoral_head_centre_{s}", (f"femur_{side}",), "centre of a sphere fitted to the femur's surface "
                        "within 40 mm of its highest point (outliers such as the neck dropped over 3 rounds)", _femoral_head(s)),
             Definition(f"iliac_crest_top_{s}", (f"hip_{side}",), f"{cap} the hip bone's highest point",

@@ -12,8 +12,10 @@ structure labels; their kinds are left out of the measurement.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import SimpleITK as sitk
 
+from lmtransfer.anatomy.derive import derive_landmarks
 from lmtransfer.anatomy.labels import LabelTable
 from lmtransfer.io.coords import Geometry
 from lmtransfer.phantoms.tissues import Tissue
@@ -51,3 +53,20 @@ def totalsegmentator_map(tissues: sitk.Image) -> sitk.Image:
     image = sitk.GetImageFromArray(out)
     image.CopyInformation(tissues)
     return image
+
+
+def derivation_errors(tissues: sitk.Image, truth: pd.DataFrame) -> pd.DataFrame:
+    """Derived against true positions for :data:`MEASURED_KINDS` of one phantom case.
+
+    ``truth``: the case's rows of ``landmarks_truth.csv`` (``landmark, x, y, z, in_image``). One row
+    per kind: ``derived``, ``in_image``, ``error_mm`` (NaN unless both), and the derivation's reason.
+    """
+    derived, _ = derive_landmarks(totalsegmentator_map(tissues), TABLE)
+    derived, truth = derived.set_index("landmark"), truth.set_index("landmark")
+    rows = []
+    for kind in MEASURED_KINDS:
+        found, present = bool(derived.loc[kind, "derived"]), bool(truth.loc[kind, "in_image"])
+        error = (float(np.linalg.norm(derived.loc[kind, ["x", "y", "z"]].to_numpy(float) - truth.loc[kind, ["x", "y", "z"]].to_numpy(float)))
+                 if found and present else np.nan)
+        rows.append({"landmark": kind, "derived": found, "in_image": present, "error_mm": error, "reason": derived.loc[kind, "reason"]})
+    return pd.DataFrame(rows)
