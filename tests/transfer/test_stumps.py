@@ -76,3 +76,18 @@ def test_an_unknown_booster_is_refused():
     x, y, x_test = _data("continuous", 0, n=100)
     with pytest.raises(ValueError, match="booster"):
         staged_scores(x, y, x_test, BoostConfig(n_weak_learners=5, booster="xgboost"), seed=0)
+
+
+def test_values_1e7_apart_are_one_value_in_float32_as_in_scikit_learn():
+    # 0.03547847 and 0.03547857 differ by 1.006e-7 in float64, but not by more than scikit-learn's float32
+    # FEATURE_THRESHOLD in float32 arithmetic: the tree treats them as one value and cannot split between them
+    low, high = np.float32(0.03547847), np.float32(0.03547857)
+    rng = np.random.default_rng(2)
+    values = np.r_[np.full(40, low), np.full(40, high), rng.uniform(0.04, 0.05, 40).astype(np.float32)]
+    y = np.r_[np.zeros(40, int), np.ones(80, int)]
+    x = np.c_[values, rng.normal(size=(120, 3)).astype(np.float32)]
+    x_test = np.c_[np.r_[np.full(5, low), np.full(5, high)], rng.normal(size=(10, 3))].astype(np.float32)
+    reference, expected = _sklearn(x, y, x_test, 5, 0)
+    model, got = _ours(x, y, x_test, 5, 0)
+    assert np.abs(got - expected).max() < 1e-9
+    assert model.stumps_[0][1] != (float(low) + float(high)) / 2   # no split between the two

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FEATURE_THRESHOLD = 1e-7          # scikit-learn's: values closer than this are one value
+FEATURE_THRESHOLD = 1e-7          # scikit-learn's (a float32 constant there): values closer than this are one value
 RAND_R_MAX = 0x7FFFFFFF
 
 
@@ -68,9 +68,12 @@ class _SortedFeatures:
 
     def __init__(self, x32: np.ndarray, y_index: np.ndarray):
         self.order = np.ascontiguousarray(np.argsort(x32, axis=0, kind="stable").T)
-        values = np.take_along_axis(x32.T, self.order, axis=1).astype(np.float64)
-        self.valid = values[:, 1:] > values[:, :-1] + FEATURE_THRESHOLD   # a split between sorted samples p and p + 1
-        self.constant = values[:, -1] <= values[:, 0] + FEATURE_THRESHOLD
+        values = np.take_along_axis(x32.T, self.order, axis=1)
+        # the tree's tie rule runs in float32 (its FEATURE_THRESHOLD is a float32 constant): so must ours
+        step = np.float32(FEATURE_THRESHOLD)
+        self.valid = values[:, 1:] > values[:, :-1] + step      # a split between sorted samples p and p + 1
+        self.constant = values[:, -1] <= values[:, 0] + step
+        values = values.astype(np.float64)
         self.thresholds = values[:, :-1] / 2.0 + values[:, 1:] / 2.0
         self.invalid = ~self.valid
         self.one = (y_index == 1)[self.order].astype(np.float64)
