@@ -37,3 +37,16 @@ def test_detection_files_open_as_slicer_markups_and_csv(tmp_path):
     table = read_detections(tmp_path / "toy.csv")
     assert table["found"].tolist() == [True, True, False]
     assert pd.read_csv(tmp_path / "toy.csv")["status"].tolist() == ["found", "found", "not found"]
+
+
+def test_kept_detections_are_dropped_when_the_detector_code_changes(tmp_path, monkeypatch):
+    import lmtransfer.detection.cases as cases
+
+    model, shape = tmp_path / "model.pt", tmp_path / "shape.json"
+    model.write_bytes(b"weights")
+    shape.write_text("{}")
+    folder = cases.detections_folder(tmp_path / "detections", model, shape, DetectConfig())
+    (folder / "case_000.json").write_text("{}")
+    assert (cases.detections_folder(folder, model, shape, DetectConfig()) / "case_000.json").exists()   # nothing changed: kept
+    monkeypatch.setattr(cases, "source_digest", lambda module: "edited")
+    assert not (cases.detections_folder(folder, model, shape, DetectConfig()) / "case_000.json").exists()

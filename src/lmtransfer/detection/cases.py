@@ -22,6 +22,7 @@ from lmtransfer.detection.detector import DetectConfig, DetectionResult, Landmar
 from lmtransfer.detection.evaluate import load_truth, score_case
 from lmtransfer.detection.shape import ShapeModel
 from lmtransfer.io.landmarks import write_slicer_json
+from lmtransfer.provenance import source_digest
 
 
 def write_detections(result: DetectionResult, markups_path: Path, csv_path: Path | None = None) -> None:
@@ -62,10 +63,12 @@ def image_paths(manifest_path: Path, cases: list[str]) -> dict[str, Path]:
 
 
 def detections_folder(folder: Path, model: Path, shape_model: Path, cfg: DetectConfig) -> Path:
-    """``folder`` for per-case detections, emptied when the model, the shape model or the search
-    settings changed since its detections were made."""
+    """``folder`` for per-case detections, emptied when the model, the shape model, the search
+    settings or the detector's code changed since its detections were made."""
     folder = Path(folder)
-    inputs = Path(model).read_bytes() + Path(shape_model).read_bytes() + json.dumps(asdict(cfg), sort_keys=True).encode()
+    code = source_digest(LandmarkDetector.__module__)   # the detector and all the lmtransfer code it imports
+    inputs = (Path(model).read_bytes() + Path(shape_model).read_bytes() + json.dumps(asdict(cfg), sort_keys=True).encode()
+              + code.encode())
     key = hashlib.sha256(inputs).hexdigest()[:16]
     stamp = folder / "KEY"
     if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
