@@ -48,7 +48,7 @@ from lmtransfer.training.data import Normaliser
 RESULT_COLUMNS = ["landmark", "found", "probability", "inconsistency", "x_lps_mm", "y_lps_mm", "z_lps_mm"]
 
 
-MIN_CORE = 3  # kinds that must agree with each other before they anchor the shape check on their own
+MIN_CORE = 2  # kinds that must agree with each other before they anchor the shape check on their own
 
 
 @dataclass(frozen=True)
