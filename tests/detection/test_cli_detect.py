@@ -9,8 +9,10 @@ from lmtransfer.detection.cases import read_detections
 from toy_detection import toy_ct, _tiny_checkpoint
 
 
-def test_cli_detect_writes_markups_and_csv(tmp_path, capsys):
+def test_cli_detect_writes_markups_and_csv(tmp_path, capsys, monkeypatch):
     from lmtransfer.cli import main
+
+    monkeypatch.chdir(tmp_path)   # no models/landmark_shape.json here, whatever the project's checkout holds
 
     volume = tmp_path / "toy.nrrd"
     sitk.WriteImage(toy_ct(), str(volume))
