@@ -21,13 +21,15 @@ from lmtransfer.io.coords import Geometry
 
 @dataclass(frozen=True)
 class CaseResult:
-    """One real case: per derived landmark (``patches``), per background point (``background``), and
-    the detection scored against the derived landmarks (``detection``, :func:`score_case` rows)."""
+    """One real case: per derived landmark (``patches``), per background point (``background``), the
+    detection scored against the derived landmarks (``detection``, :func:`score_case` rows), and those
+    landmarks as the truth table the scoring and the overlay read (``truth``)."""
 
     case: str
     patches: pd.DataFrame
     background: pd.DataFrame
     detection: pd.DataFrame
+    truth: pd.DataFrame
 
 
 def background_points(volume_ijk: np.ndarray, geometry: Geometry, avoid_lps_mm: np.ndarray, count: int,
@@ -75,7 +77,7 @@ def evaluate_case(detector: LandmarkDetector, case: str, volume_ijk: np.ndarray,
     found = detector.detect(volume_ijk, geometry, progress=progress, name=case).table
     truth = known.rename(columns=dict(zip("xyz", LPS)))[["landmark", *LPS]].assign(in_image=True)
     detection = score_case(case, found, truth)
-    return CaseResult(case, patches[["case", *patches.columns.drop("case")]], background, detection)
+    return CaseResult(case, patches[["case", *patches.columns.drop("case")]], background, detection, truth)
 
 
 def summarise(results: list[CaseResult], hit_radius_mm: float) -> dict:

@@ -41,9 +41,9 @@ def totalsegmentator_map(tissues: sitk.Image) -> sitk.Image:
     """TotalSegmentator v2 ids for :data:`STRUCTURES`, on the tissue map's grid."""
     labels = sitk.GetArrayViewFromImage(tissues)
     geometry = Geometry.from_sitk(tissues)
-    x_i = geometry.index_to_lps(np.c_[np.arange(geometry.size_ijk[0]), np.zeros((geometry.size_ijk[0], 2))])[:, 0]
     if not np.allclose(geometry.direction, np.eye(3)):
         raise ValueError("the phantom's tissue maps are axis-aligned LPS; got another direction")
+    x_i = geometry.origin_lps_mm[0] + geometry.spacing_mm[0] * np.arange(geometry.size_ijk[0])   # x of each column i
     out = np.zeros(labels.shape, np.uint8)
     for name, (kinds, side) in STRUCTURES.items():
         mask = np.isin(labels, np.array([int(t) for t in kinds], np.uint8))

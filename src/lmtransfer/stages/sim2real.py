@@ -96,7 +96,6 @@ def evaluate(params: Sim2RealParams, detect_config, where: Paths, device, progre
     from lmtransfer.anatomy.derive import derive_landmarks
     from lmtransfer.anatomy.labels import LabelTable
     from lmtransfer.detection.detector import LandmarkDetector
-    from lmtransfer.detection.evaluate import LPS
     from lmtransfer.detection.plots import overlay
     from lmtransfer.detection.shape import ShapeModel
     from lmtransfer.detection.sim2real import evaluate_case, summarise
@@ -124,9 +123,8 @@ def evaluate(params: Sim2RealParams, detect_config, where: Paths, device, progre
                                params.background_per_case, params.background_min_distance_mm, params.seed, progress)
         del volume
         results.append(result)
-        truth = result.patches.rename(columns=dict(zip("xyz", LPS)))[["landmark", *LPS]].assign(in_image=True)
         if len(result.detection):
-            overlay(image, result.detection, truth, artifacts / f"overlay_{name}.png")
+            overlay(image, result.detection, result.truth, artifacts / f"overlay_{name}.png")
     metrics = summarise(results, params.hit_radius_mm) if results else {"cases": 0}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_headline(metrics, HEADLINE, out / HEADLINE_JSON)

@@ -80,7 +80,5 @@ def handcrafted_features(x: np.ndarray) -> np.ndarray:
 class HandcraftedSource:
     """A feature source that is not a network: ``extract_features`` calls it on the patches."""
 
-    config: dict = {}
-
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return handcrafted_features(x)
