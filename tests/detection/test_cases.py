@@ -50,3 +50,20 @@ def test_kept_detections_are_dropped_when_the_detector_code_changes(tmp_path, mo
     assert (cases.detections_folder(folder, model, shape, DetectConfig()) / "case_000.json").exists()   # nothing changed: kept
     monkeypatch.setattr(cases, "source_digest", lambda module: "edited")
     assert not (cases.detections_folder(folder, model, shape, DetectConfig()) / "case_000.json").exists()
+
+
+def test_a_resumed_case_scores_the_same_as_a_fresh_one(tmp_path):
+    from lmtransfer.detection.cases import detect_cases
+    from toy_detection import BLOBS_LPS
+
+    path = tmp_path / "toy.nii.gz"
+    sitk.WriteImage(toy_ct(), str(path))
+    truth = pd.DataFrame([{"case": "toy", "landmark": name, "x_lps_mm": x + 0.00049, "y_lps_mm": y, "z_lps_mm": z, "in_image": True}
+                          for name, (x, y, z) in BLOBS_LPS.items()])
+    detector = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1))
+    folder = tmp_path / "detections"
+    folder.mkdir()
+    fresh, seconds = detect_cases(detector, {"toy": path}, truth, folder)
+    kept, again = detect_cases(detector, {"toy": path}, truth, folder)
+    assert len(seconds) == 1 and again == []          # the second call read the case back
+    pd.testing.assert_frame_equal(fresh, kept, check_exact=True)

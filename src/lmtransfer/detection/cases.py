@@ -104,4 +104,5 @@ def _detect_case(detector: LandmarkDetector, case: str, image: Path, folder: Pat
     info = {"patches": result.patches_scored, "voxels": result.volume_voxels, "image": str(image)}
     info_path.write_text(json.dumps(info) + "\n")
     (folder / f"{case}.csv.tmp").replace(csv_path)  # last: a case counts as done only when complete
-    return result.table, result.seconds
+    # scored from the file, as a resumed run scores it: the same bytes whether or not the run was interrupted
+    return read_detections(csv_path), result.seconds
