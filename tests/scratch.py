@@ -34,7 +34,7 @@ def tiny_params() -> dict:
     params["vessels"]["workers"] = 1
     params["lesion"].update(negatives_per_case=12, positive_copies=2, workers=1)
     params["cifar"].update(source=str(SHARED_DATA / "cifar10_subset.npz"), max_epochs=1)
-    params["transfer"].update(train_cases=5, test_cases=3, repeats=2, n_weak_learners=20, bootstrap=100)
+    params["transfer"].update(folds=2, repeats=1, few_label_cases=[3], n_weak_learners=20, bootstrap=100)
     params["finetune"].update(max_epochs=1, epoch_patches=128)
     params["compute"]["threads"] = 1
     params["detect"].update(coarse_step_mm=16.0, refine_steps_mm=[4.0], candidates=1, max_cases=1)

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from lmtransfer.transfer.boosting import (
-    BoostConfig, auc_by_size, case_bootstrap, paired_difference, split_by_case, staged_scores, t_interval, weighted_auc,
+    BoostConfig, auc_by_size, bootstrap_interval, case_bootstrap, paired_difference, split_by_case, staged_scores, weighted_auc,
 )
 
 
@@ -48,11 +48,14 @@ def test_case_bootstrap_resamples_whole_cases():
     assert np.allclose(w[:, [0, 2, 3]].sum(axis=1), 3)  # three cases drawn per resample
 
 
-def test_paired_difference_and_t_interval():
+def test_paired_difference_interval_and_minimal_detectable_difference():
     rng = np.random.default_rng(0)
     better = paired_difference(0.8 + 0.01 * rng.normal(size=(3, 500)), 0.7 + 0.01 * rng.normal(size=(3, 500)))
     assert better["delta_mean"] == pytest.approx(0.1, abs=0.01) and better["p_value"] < 0.01
     same = paired_difference(0.7 + 0.05 * rng.normal(size=(3, 500)), 0.7 + 0.05 * rng.normal(size=(3, 500)))
     assert same["p_value"] > 0.05
-    mean, lo, hi = t_interval(np.array([0.7, 0.8, 0.75]))
-    assert lo < mean < hi and mean == pytest.approx(0.75)
+    # the mdd is (1.96 + 0.84) standard errors of the mean difference over 3 splits of sd 0.05 * sqrt(2)
+    assert same["mdd"] == pytest.approx(2.80 * 0.05 * np.sqrt(2) / np.sqrt(3), rel=0.1)
+    assert same["delta_lo"] < same["delta_mean"] < same["delta_hi"]
+    lo, hi = bootstrap_interval(0.75 + 0.02 * rng.normal(size=(4, 2000)))
+    assert lo == pytest.approx(0.75 - 1.96 * 0.01, abs=0.003) and hi == pytest.approx(0.75 + 1.96 * 0.01, abs=0.003)

@@ -43,7 +43,7 @@ def test_starting_networks(checkpoints):
 
 def test_a_short_run_scores_every_source(checkpoints, tmp_path):
     params = replace(FinetuneParams(), max_epochs=1, epoch_patches=64, batch_size=16, track=False)
-    boost = BoostConfig(train_cases=12, test_cases=4, repeats=1, bootstrap=20)
+    boost = BoostConfig(folds=4, repeats=1, bootstrap=20)   # the first of 4 folds of 16 cases: 12 training, 4 test
     metrics = run_finetune(_lesions(), params, boost, checkpoints["lm"], checkpoints["cifar"], tmp_path / "out", threads=1,
                            progress=lambda _: None)
     table = pd.read_csv(tmp_path / "out" / "finetune.csv")

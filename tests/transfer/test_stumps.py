@@ -4,18 +4,20 @@ import numpy as np
 import pytest
 from sklearn.ensemble import AdaBoostClassifier
 from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.class_weight import compute_sample_weight
 
 from lmtransfer.transfer.boosting import BoostConfig, auc_by_size, staged_scores
 from lmtransfer.transfer.stumps import StumpBoost, visiting_order
 
 
-def _sklearn(x, y, x_test, n, seed):
-    model = AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=n, random_state=seed).fit(x, y)
+def _sklearn(x, y, x_test, n, seed, sample_weight=None):
+    model = AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=n, random_state=seed)
+    model.fit(x, y, sample_weight=sample_weight)
     return model, np.array(list(model.staged_decision_function(x_test)))
 
 
-def _ours(x, y, x_test, n, seed):
-    model = StumpBoost(n, 1.0, seed).fit(x, y)
+def _ours(x, y, x_test, n, seed, sample_weight=None):
+    model = StumpBoost(n, 1.0, seed).fit(x, y, sample_weight)
     return model, np.array(list(model.staged_decision_function(x_test)))
 
 
@@ -44,6 +46,25 @@ def test_the_staged_decision_functions_equal_scikit_learns(kind, seed):
     assert np.abs(got - expected).max() < 1e-9
     assert [s[0] for s in model.stumps_] == [int(e.tree_.feature[0]) for e in reference.estimators_]
     assert np.allclose(model.estimator_weights_, reference.estimator_weights_, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "relu", "coarse"])
+def test_class_balanced_initial_weights_give_scikit_learns_ensembles(kind):
+    x, y, x_test = _data(kind, 3)
+    balanced = compute_sample_weight("balanced", y)
+    reference, expected = _sklearn(x, y, x_test, 60, 5, balanced)
+    model, got = _ours(x, y, x_test, 60, 5, balanced)
+    assert np.abs(got - expected).max() < 1e-9
+    # the balanced start changes the ensemble: the test would pass for a booster that ignored the weights otherwise
+    _, unweighted = _ours(x, y, x_test, 60, 5)
+    assert np.abs(unweighted - got).max() > 1e-3
+
+
+def test_bad_sample_weights_are_refused():
+    x, y, _ = _data("continuous", 0, n=50)
+    for bad in (np.ones(49), np.full(50, np.nan), -np.ones(50), np.zeros(50)):
+        with pytest.raises(ValueError, match="sample_weight"):
+            StumpBoost(5).fit(x, y, bad)
 
 
 def test_a_perfect_stump_ends_boosting_as_in_scikit_learn():

@@ -19,8 +19,9 @@ COMMAND = Command(
     help="frozen CNN features + AdaBoost: AUC vs number of weak learners, LM-CNN vs CIFAR-CNN vs random",
     description=(
         "For each feature source, AdaBoost with decision stumps on the training cases; AUC of every ensemble "
-        "size on the test cases, over repeated case splits (mean, 95 % interval); paired case bootstrap of LM"
-        " vs CIFAR; the figure, tables and MLflow runs (experiment transfer-auc)."
+        "size on the test cases, over repeated cross-validation (mean, 95 % case-bootstrap interval); paired tests of LM"
+        " against every other source with the minimal detectable difference; few-label curves; summary.md, the"
+        " figures, tables and MLflow runs (experiment transfer-auc)."
     ),
     options=(
         option("--params", default="params.yaml", help="parameter file (section transfer)"),
@@ -94,8 +95,9 @@ def run(args) -> int:
     for name in params.sources:
         parts = [f"{k}: {metrics[f'{name}_auc_at_{k}']:.3f}" for k in ("5", "10", "50", "all") if f"{name}_auc_at_{k}" in metrics]
         print(f"{name:7s} AUC " + ", ".join(parts) + f" (all = {n} weak learners)")
-    if "sceptic_verdict" in metrics:
-        print(f"sceptic's baseline: {metrics['sceptic_verdict']}")
+    for key, label in (("verdict", "verdict"), ("power_statement", "power"), ("sceptic_verdict", "sceptic's baseline")):
+        if key in metrics:
+            print(f"{label}: {metrics[key]}")
     if "lm_vs_cifar_significant_sizes" in metrics:
         print(f"LM vs CIFAR significant at weak learners: {metrics['lm_vs_cifar_significant_sizes'] or 'none'}")
     return 0

@@ -1,9 +1,10 @@
 """AdaBoost on frozen CNN features: AUC at every ensemble size, repeated case splits, paired tests.
 
 One AdaBoost fit with ``n`` decision stumps gives the ensembles of 1..n stumps at once
-(``staged_decision_function``). Splits are by case. Uncertainty comes from resampling test
-*cases* (patches of one case are not independent): the paired bootstrap draws the same cases for
-both feature sources, so their AUC difference is tested on the same data.
+(``staged_decision_function``). Splits are by case. Uncertainty comes from resampling *cases*
+(patches of one case are not independent): each resample draws the cases of the whole set once and
+weighs every split's test patches by it, so overlapping test sets of repeated splits are resampled
+together, and the paired test scores both feature sources on the same data.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from scipy import stats
 from sklearn.ensemble import AdaBoostClassifier
 from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.class_weight import compute_sample_weight
 
 from lmtransfer.transfer.stumps import StumpBoost
 
@@ -28,12 +30,25 @@ class BoostConfig:
     stump_depth: int = 1           # decision stumps
     booster: str = "stumps"        # stumps: lmtransfer.transfer.stumps (depth 1 only, scikit-learn's ensembles, faster);
                                    # sklearn: AdaBoostClassifier itself
-    train_cases: int = 100         # the research: 100 training cases ...
-    test_cases: int = 50           # ... and 50 test cases
-    repeats: int = 5               # different case splits (and seeds)
-    bootstrap: int = 1000          # case resamples for intervals and the paired test
+    balanced: bool = True          # class-balanced initial sample weights (each class half the weight); false: equal weights
+    weighting_ablation: bool = True   # also fit the other weighting, for the report (the research used equal weights)
+    folds: int = 3                 # >= 2: repeated k-fold cross-validation over all cases; 0: random splits of
+    train_cases: int = 100         # the research's 100 training ...
+    test_cases: int = 50           # ... and 50 test cases (random splits only)
+    repeats: int = 2               # cross-validation repetitions (or random splits), each with its own seed
+    few_label_cases: tuple[int, ...] = (10, 20, 40)   # training-set sizes (cases) of the few-label curves
+    bootstrap: int = 1000          # case resamples for intervals and the paired tests
     alpha: float = 0.05
+    power: float = 0.8             # the power at which the minimal detectable difference is stated
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"folds {self.folds}: use 0 (random splits) or at least 2 (cross-validation)")
+        if any(n < 1 for n in self.few_label_cases):
+            raise ValueError(f"few_label_cases {list(self.few_label_cases)}: training sizes are at least one case")
+        if not 0 < self.power < 1 or not 0 < self.alpha < 1:
+            raise ValueError(f"alpha {self.alpha} and power {self.power} must lie strictly between 0 and 1")
 
 
 def split_by_case(cases: list[str], n_train: int, n_test: int, seed: int) -> tuple[list[str], list[str]]:
@@ -60,7 +75,7 @@ def staged_scores(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     else:
         model = AdaBoostClassifier(DecisionTreeClassifier(max_depth=cfg.stump_depth), n_estimators=cfg.n_weak_learners,
                                    learning_rate=cfg.learning_rate, random_state=seed)
-    model.fit(x_train, y_train)
+    model.fit(x_train, y_train, sample_weight=compute_sample_weight("balanced", y_train) if cfg.balanced else None)
     scores = np.array(list(model.staged_decision_function(x_test)), dtype=np.float64)
     if len(scores) < cfg.n_weak_learners:  # a perfect stump ends boosting: later ensembles equal the last one
         scores = np.concatenate([scores, np.repeat(scores[-1:], cfg.n_weak_learners - len(scores), axis=0)])
@@ -96,26 +111,33 @@ def case_bootstrap(cases: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
     return counts[:, inverse]
 
 
-def t_interval(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and ``level`` t-interval over ``axis`` (the repeats); zero width for one repeat."""
-    values = np.asarray(values, float)
-    n = values.shape[axis]
-    mean = values.mean(axis=axis)
-    if n < 2:
-        return mean, mean, mean
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(axis=axis, ddof=1) / np.sqrt(n)
-    return mean, mean - half, mean + half
+def bootstrap_mean(boot: np.ndarray) -> np.ndarray:
+    """The mean over splits of each case resample: ``boot`` (splits, B) -> (B,), resamples without a value dropped."""
+    mean = np.nanmean(np.asarray(boot, float), axis=0) if np.isfinite(boot).any() else np.full(np.shape(boot)[1], np.nan)
+    return mean[np.isfinite(mean)]
 
 
-def paired_difference(boot_a: np.ndarray, boot_b: np.ndarray) -> dict:
-    """Paired bootstrap of AUC_a - AUC_b. ``boot_*``: (repeats, B) AUCs on the same case resamples.
+def bootstrap_interval(boot: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean over splits; ``boot``: (splits, B) on case resamples shared by the splits."""
+    mean = bootstrap_mean(boot)
+    if not len(mean):
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(mean, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
 
-    The repeats' differences are averaged per resample (a bootstrap of the mean over splits);
-    the two-sided p-value is the share of resampled differences on the other side of zero.
+
+def paired_difference(boot_a: np.ndarray, boot_b: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> dict:
+    """Paired bootstrap of AUC_a - AUC_b. ``boot_*``: (splits, B) AUCs on the same case resamples.
+
+    The splits' differences are averaged per resample (a bootstrap of the mean over splits); the
+    two-sided p-value is the share of resampled differences on the other side of zero. ``mdd``: the
+    smallest true difference a two-sided test at ``alpha`` would find with probability ``power``,
+    (z_{1-alpha/2} + z_power) x the bootstrap standard error (a normal approximation).
     """
-    diff = np.nanmean(np.asarray(boot_a) - np.asarray(boot_b), axis=0)
-    diff = diff[np.isfinite(diff)]
+    diff = bootstrap_mean(np.asarray(boot_a) - np.asarray(boot_b))
     b = len(diff)
     p = min(1.0, 2 * min((np.sum(diff <= 0) + 1) / (b + 1), (np.sum(diff >= 0) + 1) / (b + 1)))
-    return {"delta_mean": float(diff.mean()), "delta_lo": float(np.percentile(diff, 2.5)), "delta_hi": float(np.percentile(diff, 97.5)),
-            "p_value": float(p)}
+    se = float(diff.std(ddof=1)) if b > 1 else float("nan")
+    lo, hi = np.percentile(diff, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return {"delta_mean": float(diff.mean()), "delta_lo": float(lo), "delta_hi": float(hi), "p_value": float(p), "delta_se": se,
+            "mdd": (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se}

@@ -1,9 +1,17 @@
 """The transfer experiment: frozen features of each source -> AdaBoost -> AUC vs weak learners.
 
+The design: repeated k-fold cross-validation over the lesion set's cases (or its official split
+and random splits of the same sizes), every feature source fitted on every split; on each split's
+training cases also nested few-label subsets, and the other sample weighting as an ablation. One
+case resample of the whole set weighs every split's test patches, so intervals and paired tests
+take the overlap of repeated splits into account.
+
 Outputs (``out_dir``): ``auc_vs_weak_learners.csv`` (every ensemble size, each source's mean AUC
-and 95 % interval over the repeated case splits), ``lm_vs_cifar.csv`` (paired bootstrap over test
-cases at the tested sizes), ``metrics.json``, and in ``artifacts/`` the research's figure 3
-redrawn, ROC curves, and per-repeat AUC tables.
+over splits, 95 % interval at the tested sizes), ``lm_vs_cifar.csv`` (paired test and minimal
+detectable difference at the tested sizes), ``few_label.csv`` (AUC against training cases),
+``summary.md`` (the table and plain sentences), ``metrics.json``, and in ``artifacts/`` the
+research's figure 3 redrawn, the few-label figure, ROC curves, every paired test, the weighting
+ablation, per-split AUC tables and the splits.
 """
 
 from __future__ import annotations
@@ -12,50 +20,112 @@ import hashlib
 import json
 import multiprocessing
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from lmtransfer.figures import subplots
 from lmtransfer.parallel import process_pool
 from lmtransfer.transfer.boosting import (
-    BoostConfig, auc_by_size, case_bootstrap, paired_difference, split_by_case, staged_scores, t_interval, weighted_auc,
+    BoostConfig, auc_by_size, bootstrap_interval, case_bootstrap, paired_difference, split_by_case, staged_scores, weighted_auc,
 )
 from lmtransfer.tracking import Tracker, git_commit, tracked_run
 from lmtransfer.transfer.features import extract_features
 from lmtransfer.transfer.lesions import LesionSet
+from lmtransfer.transfer.report import plot_auc_curves, plot_few_label, plot_roc, sceptic_verdict, write_summary
 
 EXPERIMENT = "transfer-auc"
-LABELS = {"lm": "LM-CNN (landmarks)", "cifar": "CIFAR-CNN (natural images)", "random": "random CNN (no pre-training)",
-          "handcrafted": "hand-crafted features (no network)"}
-COLOURS = {"lm": "tab:red", "cifar": "tab:blue", "random": "tab:gray", "handcrafted": "tab:green"}
+FULL = 0     # the training-size key of a split's whole training set
 
 
 def tested_sizes(n: int) -> list[int]:
-    """Ensemble sizes where intervals and the paired test are computed (a log-spaced grid plus ``n``)."""
+    """Ensemble sizes where intervals and the paired tests are computed (a log-spaced grid plus ``n``)."""
     grid = [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000]
     return sorted({s for s in grid if s <= n} | {n})
 
 
-def repeat_splits(lesions: LesionSet, cfg: BoostConfig) -> list[tuple[list[str], list[str]]]:
-    """Case splits, one per repeat. A set with an official split (MedMNIST) uses it first, then
-    random splits of the same sizes; other sets draw ``train_cases`` / ``test_cases`` at random."""
-    index = lesions.index
-    fixed = index.drop_duplicates("case").set_index("case")["fixed_split"]
-    splits = []
+def summary_sizes(n: int) -> list[int]:
+    """The ensemble sizes of the summary: 5, 10, 50 and all ``n`` (those up to ``n``)."""
+    return sorted({s for s in (5, 10, 50, n) if s <= n})
+
+
+def size_key(size: int, n: int) -> str:
+    return "all" if size == n else str(size)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One training / test partition of the cases; ``name``: r<repeat>f<fold>, r<repeat> or official."""
+
+    name: str
+    train: list[str]
+    test: list[str]
+
+
+def case_splits(lesions: LesionSet, cfg: BoostConfig) -> list[Split]:
+    """The splits of the design. A set with an official split (MedMNIST) uses it first, then random
+    splits of the same sizes (``repeats`` in all); otherwise ``folds`` >= 2 gives ``repeats`` k-fold
+    partitions of every case (each case tested once per repeat), ``folds`` 0 random splits of
+    ``train_cases`` / ``test_cases``."""
+    fixed = lesions.index.drop_duplicates("case").set_index("case")["fixed_split"]
+    cases = sorted(lesions.cases)
     if (fixed != "").all():
-        train = sorted(fixed.index[fixed == "train"])
-        test = sorted(fixed.index[fixed == "test"])
-        splits.append((train, test))
-        n_train, n_test = len(train), len(test)
-    else:
-        n_train, n_test = cfg.train_cases, cfg.test_cases
-    while len(splits) < cfg.repeats:
-        splits.append(split_by_case(lesions.cases, n_train, n_test, cfg.seed + len(splits)))
+        train, test = sorted(fixed.index[fixed == "train"]), sorted(fixed.index[fixed == "test"])
+        splits = [Split("official", train, test)]
+        while len(splits) < cfg.repeats:
+            r = len(splits)
+            splits.append(Split(f"r{r}", *split_by_case(cases, len(train), len(test), cfg.seed + r)))
+        return splits
+    if cfg.folds == 0:
+        return [Split(f"r{r}", *split_by_case(cases, cfg.train_cases, cfg.test_cases, cfg.seed + r)) for r in range(cfg.repeats)]
+    if cfg.folds > len(cases):
+        raise ValueError(f"{cfg.folds}-fold cross-validation needs at least {cfg.folds} cases, the data has {len(cases)}")
+    lesion_cases = set(lesions.index.loc[lesions.index["label"] == 1, "case"])
+    strata = [[c for c in cases if c in lesion_cases], [c for c in cases if c not in lesion_cases]]
+    splits = []
+    for r in range(cfg.repeats):
+        rng = np.random.default_rng([cfg.seed, r])
+        # stratified: the cases with lesions dealt out first, then the others, so each fold holds its share of both
+        order = [c for stratum in strata for c in (stratum[i] for i in rng.permutation(len(stratum)))]
+        for f in range(cfg.folds):
+            test = sorted(order[f :: cfg.folds])
+            splits.append(Split(f"r{r}f{f}", sorted(set(cases) - set(test)), test))
     return splits
+
+
+def repeat_splits(lesions: LesionSet, cfg: BoostConfig) -> list[tuple[list[str], list[str]]]:
+    """(training cases, test cases) of every split of the design, in order."""
+    return [(s.train, s.test) for s in case_splits(lesions, cfg)]
+
+
+def few_label_subsets(train: list[str], lesion_cases: set[str], sizes: tuple[int, ...], seed: int) -> dict[int, list[str]]:
+    """Nested training subsets of ``sizes`` cases (those smaller than ``train``), stratified: each holds
+    cases with and without lesions in the training set's proportion, at least one of each."""
+    with_lesion = [c for c in train if c in lesion_cases]
+    without = [c for c in train if c not in lesion_cases]
+    rng = np.random.default_rng(seed)
+    with_lesion = [with_lesion[i] for i in rng.permutation(len(with_lesion))]
+    without = [without[i] for i in rng.permutation(len(without))]
+    subsets = {}
+    for n in sorted(set(sizes)):
+        if n >= len(train) or n < 2 or not with_lesion or not without:
+            continue
+        k = min(max(1, round(n * len(with_lesion) / len(train))), n - 1, len(with_lesion))
+        subsets[n] = sorted(with_lesion[:k] + without[: n - k])
+    return subsets
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One AdaBoost fit of the design: a split, a feature source, a training size (cases; ``FULL``: the
+    split's whole training set) and the sample weighting."""
+
+    split: int
+    source: str
+    train_cases: int
+    balanced: bool
 
 
 def _timed_fit(x_train, y_train, x_test, cfg: BoostConfig, seed: int) -> tuple[np.ndarray, float]:
@@ -63,25 +133,86 @@ def _timed_fit(x_train, y_train, x_test, cfg: BoostConfig, seed: int) -> tuple[n
     return staged_scores(x_train, y_train, x_test, cfg, seed), time.perf_counter() - start
 
 
-def staged_fits(features: dict, labels: np.ndarray, masks: list, cfg: BoostConfig, workers: int) -> dict:
-    """Staged test scores and fit seconds of every (repeat, source): ``{(r, name): (scores, seconds)}``.
+def staged_fits(features: dict, labels: np.ndarray, jobs: dict, cfg: BoostConfig, workers: int) -> dict:
+    """Staged test scores and fit seconds of every fit: ``jobs`` {Fit: (train mask, test mask)} ->
+    {Fit: (scores (n, test patches), seconds)}.
 
-    The fits are independent and seeded by their repeat, so they run in ``workers`` processes
+    The fits are independent and seeded by their split, so they run in ``workers`` processes
     (spawned: torch's thread pools do not survive a fork) and give the same scores in any order.
     """
-    jobs = {(r, name): (x[train], labels[train], x[test], cfg, cfg.seed + r)
-            for r, (train, test) in enumerate(masks) for name, x in features.items()}
-    if workers <= 1 or len(jobs) == 1:
-        return {key: _timed_fit(*job) for key, job in jobs.items()}
-    with process_pool(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {key: pool.submit(_timed_fit, *job) for key, job in jobs.items()}
-        return {key: future.result() for key, future in futures.items()}
+    args = {fit: (features[fit.source][train], labels[train], features[fit.source][test], replace(cfg, balanced=fit.balanced),
+                  cfg.seed + fit.split) for fit, (train, test) in jobs.items()}
+    if workers <= 1 or len(args) == 1:
+        return {fit: _timed_fit(*a) for fit, a in args.items()}
+    # the largest fits first, so the pool does not end on one long fit
+    order = sorted(args, key=lambda fit: -int(jobs[fit][0].sum()))
+    with process_pool(min(workers, len(args)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {fit: pool.submit(_timed_fit, *args[fit]) for fit in order}
+        return {fit: futures[fit].result() for fit in args}
+
+
+def fit_design(lesions: LesionSet, splits: list[Split], sources: list[str], cfg: BoostConfig) -> dict[Fit, tuple[np.ndarray, np.ndarray]]:
+    """Every fit of the design with its (training, test) patch masks: all training patches of the
+    training cases (augmented copies included), the original patches of the test cases."""
+    index = lesions.index
+    case, label = index["case"].to_numpy(), index["label"].to_numpy()
+    clean = (index["variant"] == 0).to_numpy()
+    lesion_cases = set(index.loc[index["label"] == 1, "case"])
+    jobs = {}
+    for i, split in enumerate(splits):
+        test = np.isin(case, split.test) & clean
+        if len(np.unique(label[test])) < 2:
+            raise ValueError(f"split {split.name}: the test cases hold only one class; use more test cases")
+        train_sets = {FULL: split.train, **few_label_subsets(split.train, lesion_cases, cfg.few_label_cases, cfg.seed + i)}
+        for source in sources:
+            for n, train_cases in train_sets.items():
+                jobs[Fit(i, source, n, cfg.balanced)] = (np.isin(case, train_cases), test)
+            if cfg.weighting_ablation and i < ablation_splits(cfg):
+                jobs[Fit(i, source, FULL, not cfg.balanced)] = (np.isin(case, split.train), test)
+    return jobs
+
+
+def ablation_splits(cfg: BoostConfig) -> int:
+    """The weighting ablation runs on the first cross-validation repeat (its folds) or the first split:
+    enough to see the effect, at a third of the cost of every split."""
+    return cfg.folds if cfg.folds >= 2 else 1
+
+
+@dataclass
+class Scored:
+    """A fit's test AUC at every ensemble size, and at ``sizes`` on every case resample."""
+
+    curve: np.ndarray      # (n,)
+    sizes: list[int]
+    boot: np.ndarray       # (len(sizes), B)
+    seconds: float
+
+
+def score_fits(fits: dict, jobs: dict, labels: np.ndarray, weights: np.ndarray, n: int, main: bool) -> dict[Fit, Scored]:
+    """AUCs of every fit; the resampled AUCs at the tested sizes for the main fits, at the summary sizes for the others."""
+    scored = {}
+    for fit, (staged, seconds) in fits.items():
+        test = jobs[fit][1]
+        y, w = labels[test], weights[:, test]
+        is_main = fit.train_cases == FULL and fit.balanced == main
+        sizes = tested_sizes(n) if is_main else summary_sizes(n)
+        scored[fit] = Scored(auc_by_size(staged, y), sizes, np.stack([weighted_auc(staged[s - 1], y, w) for s in sizes]), seconds)
+    return scored
+
+
+def aggregate(scored: dict[Fit, Scored], fits: list[Fit]) -> tuple[np.ndarray, dict[int, tuple[float, float, float]], dict[int, np.ndarray]]:
+    """Over the splits of ``fits``: the mean AUC at every size, (mean, lo, hi) at the resampled sizes,
+    and the resampled AUCs (splits, B) at those sizes."""
+    curve = np.mean([scored[f].curve for f in fits], axis=0)
+    sizes = scored[fits[0]].sizes
+    boot = {s: np.stack([scored[f].boot[k] for f in fits]) for k, s in enumerate(sizes)}
+    return curve, {s: (float(curve[s - 1]), *bootstrap_interval(boot[s])) for s in sizes}, boot
 
 
 def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Path, threads: int = 2, tracker: Tracker | None = None,
                  tags: dict | None = None, roc_sizes: tuple[int, ...] = (5, 50), progress=print, device="cpu") -> dict:
-    """Run the whole comparison for the feature extractors ``models`` (name -> MiniVGG); record it
-    with ``tracker`` (none: nothing recorded)."""
+    """Run the whole comparison for the feature extractors ``models`` (name -> network or hand-crafted
+    source); record it with ``tracker`` (none: nothing recorded)."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     (out_dir / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -90,172 +221,209 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
         t = time.perf_counter()
         features[name] = extract_features(model, lesions.x, threads=threads, device=device)
         progress(f"features {name}: {features[name].shape[1]} per patch, {len(lesions.x)} patches ({time.perf_counter() - t:.1f} s)")
+    names, n = list(models), cfg.n_weak_learners
     index = lesions.index
-    splits = repeat_splits(lesions, cfg)
-    sizes = tested_sizes(cfg.n_weak_learners)
-    n = cfg.n_weak_learners
-    auc = {name: np.zeros((cfg.repeats, n)) for name in models}
-    boot = {name: np.zeros((cfg.repeats, len(sizes), cfg.bootstrap)) for name in models}
-    roc_rows, split_rows = [], []
-    masks = []
-    for r, (train_cases, test_cases) in enumerate(splits):
-        train = index["case"].isin(train_cases).to_numpy()
-        test = (index["case"].isin(test_cases) & (index["variant"] == 0)).to_numpy()
-        if len(np.unique(index["label"].to_numpy()[test])) < 2:
-            raise ValueError(f"repeat {r}: the test cases hold only one class; use more test cases")
-        masks.append((train, test))
-    fits = staged_fits(features, index["label"].to_numpy(), masks, cfg, threads)
-    for r, (train_cases, test_cases) in enumerate(splits):
-        train, test = masks[r]
-        y_train, y_test = index["label"].to_numpy()[train], index["label"].to_numpy()[test]
-        weights = case_bootstrap(index["case"].to_numpy()[test], cfg.bootstrap, np.random.default_rng([cfg.seed, r]))
-        split_rows.append({"repeat": r, "train_cases": len(train_cases), "test_cases": len(test_cases),
-                           "train_patches": int(train.sum()), "train_lesion_patches": int(y_train.sum()),
-                           "test_patches": int(test.sum()), "test_lesion_patches": int(y_test.sum())})
-        for name in models:
-            staged, fit_seconds = fits[r, name]
-            auc[name][r] = auc_by_size(staged, y_test)
-            for k, size in enumerate(sizes):
-                boot[name][r, k] = weighted_auc(staged[size - 1], y_test, weights)
-            if r == 0:
-                for size in roc_sizes:
-                    if size <= n:
-                        fpr, tpr, _ = roc_curve(y_test, staged[size - 1])
-                        roc_rows += [{"source": name, "weak_learners": size, "fpr": a, "tpr": b} for a, b in zip(fpr, tpr)]
-            progress(f"repeat {r + 1}/{cfg.repeats} {name}: AUC {auc[name][r][min(4, n - 1)]:.3f} (5 stumps) "
-                     f"{auc[name][r][-1]:.3f} ({n} stumps), fit {fit_seconds:.1f} s")
+    labels = index["label"].to_numpy()
+    splits = case_splits(lesions, cfg)
+    jobs = fit_design(lesions, splits, names, cfg)
+    progress(f"{len(jobs)} AdaBoost fits: {len(splits)} splits x {len(names)} sources"
+             + (f", few-label sizes {list(cfg.few_label_cases)}" if cfg.few_label_cases else "")
+             + (f", and the other sample weighting on {ablation_splits(cfg)} split(s)" if cfg.weighting_ablation else ""))
+    fits = staged_fits(features, labels, jobs, cfg, threads)
+    weights = case_bootstrap(index["case"].to_numpy(), cfg.bootstrap, np.random.default_rng([cfg.seed, 7]))
+    scored = score_fits(fits, jobs, labels, weights, n, cfg.balanced)
+    main = {name: [Fit(i, name, FULL, cfg.balanced) for i in range(len(splits))] for name in names}
+    for fit in (f for fits_ in main.values() for f in fits_):
+        progress(f"{splits[fit.split].name} {fit.source}: AUC {scored[fit].curve[min(4, n - 1)]:.3f} (5 stumps) "
+                 f"{scored[fit].curve[-1]:.3f} ({n} stumps), fit {scored[fit].seconds:.1f} s")
 
     table = pd.DataFrame({"weak_learners": np.arange(1, n + 1)})
-    for name in models:
-        mean, lo, hi = t_interval(auc[name])
-        # an AUC lies in [0, 1]; with few repeats the t-interval can reach past it
-        table[f"{name}_auc"], table[f"{name}_auc_lo"], table[f"{name}_auc_hi"] = mean, np.clip(lo, 0, 1), np.clip(hi, 0, 1)
-    tests = []
-    if "lm" in models and "cifar" in models:
-        for k, size in enumerate(sizes):
-            tests.append({"weak_learners": size, "lm_auc": float(auc["lm"][:, size - 1].mean()),
-                          "cifar_auc": float(auc["cifar"][:, size - 1].mean()), **paired_difference(boot["lm"][:, k], boot["cifar"][:, k])})
-    tests = pd.DataFrame(tests)
-    if len(tests):
-        tests["significant"] = tests["p_value"] < cfg.alpha
-    per_repeat = pd.concat([pd.DataFrame({"source": name, "repeat": r, "weak_learners": np.arange(1, n + 1), "auc": auc[name][r]})
-                            for name in models for r in range(cfg.repeats)])
+    boots, points = {}, {}
+    for name in names:
+        curve, points[name], boots[name] = aggregate(scored, main[name])
+        table[f"{name}_auc"] = curve
+        # the interval is resampled at the tested sizes only: the other rows leave it empty
+        table[f"{name}_auc_lo"] = table["weak_learners"].map(lambda s, p=points[name]: p[s][1] if s in p else np.nan)
+        table[f"{name}_auc_hi"] = table["weak_learners"].map(lambda s, p=points[name]: p[s][2] if s in p else np.nan)
+    paired = paired_tests(boots, points, names, cfg)
+    few = few_label_table(scored, splits, names, cfg) if cfg.few_label_cases else pd.DataFrame()
+    weighting = weighting_table(scored, splits, names, cfg) if cfg.weighting_ablation else pd.DataFrame()
+    lm_vs_cifar = (paired[paired["comparison"] == "lm-cifar"].drop(columns="comparison").rename(columns={"other_auc": "cifar_auc"})
+                   if len(paired) else pd.DataFrame())
+    split_rows = [{"split": s.name, "train_cases": len(s.train), "test_cases": len(s.test),
+                   "train_patches": int(jobs[main[names[0]][i]][0].sum()), "train_lesion_patches": int(labels[jobs[main[names[0]][i]][0]].sum()),
+                   "test_patches": int(jobs[main[names[0]][i]][1].sum()), "test_lesion_patches": int(labels[jobs[main[names[0]][i]][1]].sum())}
+                  for i, s in enumerate(splits)]
+    per_split = pd.concat([pd.DataFrame({"source": f.source, "split": splits[f.split].name, "weak_learners": np.arange(1, n + 1),
+                                         "auc": scored[f].curve}) for name in names for f in main[name]])
+    roc_rows = []
+    for name in names:
+        staged, test = fits[main[name][0]][0], jobs[main[name][0]][1]
+        for size in (s for s in roc_sizes if s <= n):
+            fpr, tpr, _ = roc_curve(labels[test], staged[size - 1])
+            roc_rows += [{"source": name, "weak_learners": size, "fpr": a, "tpr": b} for a, b in zip(fpr, tpr)]
 
+    design = describe_design(cfg, splits, lesions)
     table.to_csv(out_dir / "auc_vs_weak_learners.csv", index=False, float_format="%.5f")
-    tests.to_csv(out_dir / "lm_vs_cifar.csv", index=False, float_format="%.5f")
-    per_repeat.to_csv(out_dir / "artifacts" / "auc_per_repeat.csv", index=False, float_format="%.5f")
+    lm_vs_cifar.to_csv(out_dir / "lm_vs_cifar.csv", index=False, float_format="%.5f")
+    few.to_csv(out_dir / "few_label.csv", index=False, float_format="%.5f")
+    paired.to_csv(out_dir / "artifacts" / "paired_tests.csv", index=False, float_format="%.5f")
+    weighting.to_csv(out_dir / "artifacts" / "weighting.csv", index=False, float_format="%.5f")
+    per_split.to_csv(out_dir / "artifacts" / "auc_per_split.csv", index=False, float_format="%.5f")
     pd.DataFrame(split_rows).to_csv(out_dir / "artifacts" / "splits.csv", index=False)
     pd.DataFrame(roc_rows).to_csv(out_dir / "artifacts" / "roc.csv", index=False, float_format="%.5f")
-    figure = plot_auc_curves(table, tests, list(models), cfg, out_dir / "artifacts" / "auc_vs_weak_learners.png",
-                             f"{lesions.info.get('source', 'lesions')}: {split_rows[0]['train_cases']} training / "
-                             f"{split_rows[0]['test_cases']} test cases, {cfg.repeats} splits")
+    title = f"{lesions.info.get('source', 'lesions')}: {design}"
+    figure = plot_auc_curves(table, lm_vs_cifar, names, cfg.alpha, out_dir / "artifacts" / "auc_vs_weak_learners.png", title)
+    if len(few):
+        plot_few_label(few, names, out_dir / "artifacts" / "few_label.png", title)
     plot_roc(pd.DataFrame(roc_rows), out_dir / "artifacts" / "roc_curves.png")
-    metrics = summary_metrics(table, tests, list(models), n, split_rows, lesions)
+    metrics = summary_metrics(points, paired, few, weighting, names, cfg, split_rows, lesions, design)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_summary(out_dir / "summary.md", metrics, points, paired, few, weighting, names, cfg)
     seconds = time.perf_counter() - start  # for the tracker and the console, not the DVC outputs
     if tracker is not None and tracker.enabled:
-        record_run(tracker, auc, {**metrics, "seconds": seconds}, cfg, out_dir, lesions, split_rows, tags or {})
+        record_run(tracker, {name: [scored[f].curve for f in main[name]] for name in names}, {**metrics, "seconds": seconds}, cfg,
+                   out_dir, lesions, splits, split_rows, tags or {})
     progress(f"figure: {figure} ({seconds:.0f} s)")
     return metrics
 
 
-def summary_metrics(table, tests, names, n, split_rows, lesions) -> dict:
-    metrics: dict = {"dataset": lesions.info.get("source", "?"), "weak_learners_max": n,
+def describe_design(cfg: BoostConfig, splits: list[Split], lesions: LesionSet) -> str:
+    """The design in words, for titles and the summary."""
+    sizes = f"{len(splits[0].train)} training / {len(splits[0].test)} test cases"
+    if splits[0].name == "official":
+        return f"the set's own split ({sizes}) and {len(splits) - 1} random splits of its sizes"
+    if cfg.folds >= 2:
+        return f"{cfg.folds}-fold cross-validation x {cfg.repeats} ({sizes} per split, {len(lesions.cases)} cases)"
+    return f"{len(splits)} random splits ({sizes})"
+
+
+def paired_tests(boots: dict, points: dict, names: list[str], cfg: BoostConfig) -> pd.DataFrame:
+    """LM minus every other source at the tested sizes: difference, interval, p-value, minimal detectable difference."""
+    rows = []
+    if "lm" in names:
+        for other in (n for n in names if n != "lm"):
+            for size in boots["lm"]:
+                rows.append({"comparison": f"lm-{other}", "weak_learners": size, "lm_auc": points["lm"][size][0],
+                             "other_auc": points[other][size][0],
+                             **paired_difference(boots["lm"][size], boots[other][size], cfg.alpha, cfg.power)})
+    paired = pd.DataFrame(rows)
+    if len(paired):
+        paired["significant"] = paired["p_value"] < cfg.alpha
+    return paired
+
+
+def _few_label_sizes(scored: dict, name: str, n_splits: int, balanced: bool) -> list[int]:
+    """The few-label training sizes that every split has."""
+    sizes = {f.train_cases for f in scored if f.train_cases != FULL}
+    return sorted(s for s in sizes if all(Fit(i, name, s, balanced) in scored for i in range(n_splits)))
+
+
+def few_label_table(scored: dict, splits: list[Split], names: list[str], cfg: BoostConfig) -> pd.DataFrame:
+    """AUC (mean over splits, interval) against training cases, at few (10) and all weak learners."""
+    n = cfg.n_weak_learners
+    rows = []
+    for name in names:
+        for cases in _few_label_sizes(scored, name, len(splits), cfg.balanced) + [FULL]:
+            fits = [Fit(i, name, cases, cfg.balanced) for i in range(len(splits))]
+            _, point, _ = aggregate(scored, fits)
+            for size in sorted({min(10, n), n}):
+                rows.append({"source": name, "train_cases": cases or len(splits[0].train), "weak_learners": size,
+                             "auc": point[size][0], "auc_lo": point[size][1], "auc_hi": point[size][2]})
+    return pd.DataFrame(rows)
+
+
+def weighting_table(scored: dict, splits: list[Split], names: list[str], cfg: BoostConfig) -> pd.DataFrame:
+    """Each source with class-balanced and with equal initial sample weights on the ablation's splits, at the summary sizes."""
+    rows = []
+    for name in names:
+        for balanced in (True, False):
+            # the same splits for both weightings (the ablation's)
+            _, point, _ = aggregate(scored, [Fit(i, name, FULL, balanced) for i in range(min(len(splits), ablation_splits(cfg)))])
+            rows += [{"source": name, "weighting": "balanced" if balanced else "equal", "weak_learners": size,
+                      "auc": p[0], "auc_lo": p[1], "auc_hi": p[2]} for size, p in point.items() if size in summary_sizes(cfg.n_weak_learners)]
+    return pd.DataFrame(rows)
+
+
+def summary_metrics(points: dict, paired: pd.DataFrame, few: pd.DataFrame, weighting: pd.DataFrame, names: list[str], cfg: BoostConfig,
+                    split_rows: list[dict], lesions: LesionSet, design: str) -> dict:
+    """metrics.json: the design, every source's AUC at 1/5/10/50/all with intervals, the paired tests,
+    the few-label and weighting figures, and the sentences of the summary."""
+    n = cfg.n_weak_learners
+    metrics: dict = {"dataset": lesions.info.get("source", "?"), "weak_learners_max": n, "design": design, "splits": len(split_rows),
                      "train_cases": split_rows[0]["train_cases"], "test_cases": split_rows[0]["test_cases"],
-                     "test_lesion_patches": split_rows[0]["test_lesion_patches"], "test_patches": split_rows[0]["test_patches"]}
+                     "test_lesion_patches": split_rows[0]["test_lesion_patches"], "test_patches": split_rows[0]["test_patches"],
+                     "balanced": cfg.balanced}
     for size in sorted({s for s in (1, 5, 10, 50, n) if s <= n}):
-        row = table.iloc[size - 1]
-        key = "all" if size == n else str(size)
+        key = size_key(size, n)
         for name in names:
-            metrics[f"{name}_auc_at_{key}"] = round(float(row[f"{name}_auc"]), 4)
-            metrics[f"{name}_auc_at_{key}_ci"] = [round(float(row[f"{name}_auc_lo"]), 4), round(float(row[f"{name}_auc_hi"]), 4)]
-        if len(tests) and size in set(tests["weak_learners"]):
-            t = tests[tests["weak_learners"] == size].iloc[0]
-            metrics[f"lm_minus_cifar_at_{key}"] = round(float(t["delta_mean"]), 4)
-            metrics[f"lm_vs_cifar_p_at_{key}"] = round(float(t["p_value"]), 4)
-    if len(tests):
-        metrics["lm_vs_cifar_significant_sizes"] = [int(s) for s in tests.loc[tests["significant"], "weak_learners"]]
-    metrics.update(sceptic_verdict(table, names, min(10, n)))
+            mean, lo, hi = points[name][size]
+            metrics[f"{name}_auc_at_{key}"] = round(mean, 4)
+            metrics[f"{name}_auc_at_{key}_ci"] = [round(lo, 4), round(hi, 4)]
+        for _, t in paired[paired["weak_learners"] == size].iterrows() if len(paired) else ():
+            other = t["comparison"].split("-", 1)[1]
+            metrics[f"lm_minus_{other}_at_{key}"] = round(float(t["delta_mean"]), 4)
+            metrics[f"lm_vs_{other}_p_at_{key}"] = round(float(t["p_value"]), 4)
+            if other == "cifar":
+                metrics[f"lm_minus_cifar_at_{key}_ci"] = [round(float(t["delta_lo"]), 4), round(float(t["delta_hi"]), 4)]
+                metrics[f"lm_vs_cifar_mdd_at_{key}"] = round(float(t["mdd"]), 4)
+    if len(paired) and "cifar" in names:
+        lm_cifar = paired[paired["comparison"] == "lm-cifar"]
+        metrics["lm_vs_cifar_significant_sizes"] = [int(s) for s in lm_cifar.loc[lm_cifar["significant"], "weak_learners"]]
+    for _, row in few.iterrows() if len(few) else ():
+        if row["train_cases"] != split_rows[0]["train_cases"]:
+            metrics[f"{row['source']}_auc_{int(row['train_cases'])}cases_at_{size_key(int(row['weak_learners']), n)}"] = round(float(row["auc"]), 4)
+    other = "equal" if cfg.balanced else "balanced"
+    for _, row in weighting[weighting["weighting"] == other].iterrows() if len(weighting) else ():
+        if int(row["weak_learners"]) in (min(10, n), n):
+            metrics[f"{row['source']}_auc_{other}_weights_at_{size_key(int(row['weak_learners']), n)}"] = round(float(row["auc"]), 4)
+    metrics.update(sceptic_verdict({name: points[name][min(10, n)][0] for name in names}, min(10, n)))
+    metrics.update(verdicts(paired, cfg, len(lesions.cases), min(10, n)))
     return metrics
 
 
-SCEPTIC_MARGIN = 0.02   # hand-crafted features this close to the best CNN: the task does not tell features apart
+POWER_TARGET = 0.03   # the half-width of the LM - CIFAR interval at 10 weak learners that the design aims for
 
 
-def sceptic_verdict(table: pd.DataFrame, names: list[str], size: int) -> dict:
-    """The hand-crafted baseline against the best CNN source at ``size`` weak learners, in numbers and one sentence."""
-    networks = [n for n in names if n != "handcrafted"]
-    if "handcrafted" not in names or not networks:
+def verdicts(paired: pd.DataFrame, cfg: BoostConfig, n_cases: int, size: int) -> dict:
+    """The plain sentences: did landmark pre-training help, and could this run have seen it."""
+    if not len(paired) or "lm-cifar" not in set(paired["comparison"]):
         return {}
-    row = table.iloc[size - 1]
-    best = max(networks, key=lambda n: row[f"{n}_auc"])
-    gap = float(row["handcrafted_auc"] - row[f"{best}_auc"])
-    easy = gap >= -SCEPTIC_MARGIN
-    sentence = (f"hand-crafted features reach {row['handcrafted_auc']:.3f} AUC at {size} weak learners against "
-                f"{row[f'{best}_auc']:.3f} for the best CNN ({best}): "
-                + ("the task is too easy to tell pre-trainings apart" if easy else
-                   f"the CNN features carry more than generic filters (by {-gap:.3f})"))
-    return {f"handcrafted_minus_best_cnn_at_{size}": round(gap, 4), "task_too_easy": easy, "sceptic_verdict": sentence}
+    t = paired[(paired["comparison"] == "lm-cifar") & (paired["weak_learners"] == size)].iloc[0]
+    d, lo, hi, p, mdd = (float(t[k]) for k in ("delta_mean", "delta_lo", "delta_hi", "p_value", "mdd"))
+    figure = f"LM - CIFAR {d:+.3f} [{lo:+.3f}, {hi:+.3f}] AUC at {size} weak learners, p = {p:.3f}"
+    if p < cfg.alpha:
+        verdict = (f"landmark pre-training helped here, by {d:.3f} AUC ({figure})" if d > 0 else
+                   f"landmark pre-training did not help here: its features were worse than the CIFAR-CNN's by {-d:.3f} AUC ({figure})")
+    else:
+        verdict = f"landmark pre-training made no detectable difference here ({figure}; a true difference of {mdd:.3f} would be found with {cfg.power:.0%} power)"
+    half = (hi - lo) / 2
+    needed = int(np.ceil(n_cases * (half / POWER_TARGET) ** 2))
+    power = (f"the 95 % interval of LM - CIFAR at {size} weak learners is +-{half:.3f} (target +-{POWER_TARGET}: "
+             + ("met" if half <= POWER_TARGET else f"not met; the interval narrows as one over the root of the cases, so about "
+                f"{needed} cases instead of {n_cases} would meet it") + f"); minimal detectable difference at {cfg.power:.0%} power: {mdd:.3f}")
+    return {"lm_vs_cifar_halfwidth_at_10": round(half, 4), "power_target_met": bool(half <= POWER_TARGET), "verdict": verdict,
+            "power_statement": power}
 
 
-def plot_auc_curves(table: pd.DataFrame, tests: pd.DataFrame, names: list[str], cfg: BoostConfig, path: Path, title: str) -> Path:
-    """The research's figure 3: AUC against the number of weak learners, one curve per feature source."""
-    fig, ax = subplots(figsize=(8, 5))
-    x = table["weak_learners"]
-    for name in names:
-        ax.plot(x, table[f"{name}_auc"], color=COLOURS.get(name), label=LABELS.get(name, name), lw=1.8)
-        ax.fill_between(x, table[f"{name}_auc_lo"], table[f"{name}_auc_hi"], color=COLOURS.get(name), alpha=0.18, lw=0)
-    if len(tests):
-        significant = tests[tests["significant"]]
-        top = float(np.nanmax([table[f"{n}_auc_hi"].max() for n in names]))
-        ax.scatter(significant["weak_learners"], np.full(len(significant), min(top + 0.02, 1.0)), marker="*", color="k", s=60,
-                   label=f"LM vs CIFAR differ (paired case bootstrap, p < {cfg.alpha})")
-    ax.set_xscale("log")
-    ax.set_ylim(max(0.0, ax.get_ylim()[0]), 1.04)
-    ax.set_xlabel("number of weak learners (decision stumps)")
-    ax.set_ylabel("ROC AUC on test cases")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def plot_roc(roc: pd.DataFrame, path: Path) -> Path:
-    sizes = sorted(roc["weak_learners"].unique()) if len(roc) else []
-    fig, axes = subplots(1, max(len(sizes), 1), figsize=(5 * max(len(sizes), 1), 4.6), squeeze=False)
-    for ax, size in zip(axes[0], sizes):
-        for name, part in roc[roc["weak_learners"] == size].groupby("source"):
-            ax.plot(part["fpr"], part["tpr"], color=COLOURS.get(name), label=LABELS.get(name, name))
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set_title(f"{size} weak learners (first split)")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def record_run(tracker: Tracker, auc: dict, metrics: dict, cfg: BoostConfig, out_dir: Path, lesions: LesionSet, split_rows: list,
-               tags: dict) -> None:
-    """Experiment ``transfer-auc``: a parent run with the figure and tables, and one nested run per
-    feature source and repeat with ``auc`` logged at step = number of weak learners."""
+def record_run(tracker: Tracker, curves: dict, metrics: dict, cfg: BoostConfig, out_dir: Path, lesions: LesionSet, splits: list[Split],
+               split_rows: list, tags: dict) -> None:
+    """Experiment ``transfer-auc``: a parent run with the figures and tables, and one nested run per
+    feature source and split with ``auc`` logged at step = number of weak learners."""
     common = {"git_commit": git_commit(), "dataset": lesions.info.get("source", "?"), **{k: str(v) for k, v in tags.items()}}
     with tracked_run(tracker, EXPERIMENT, f"transfer {common['dataset']}", tags={**common, "seed": cfg.seed}) as parent:
         tracker.log_params(parent, {f"boost.{k}": v for k, v in asdict(cfg).items()})
         tracker.log_metrics(parent, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         tracker.log_artifacts(parent, out_dir / "artifacts", artifact_path="reports")
-        for name in ("auc_vs_weak_learners.csv", "lm_vs_cifar.csv", "metrics.json"):
+        for name in ("auc_vs_weak_learners.csv", "lm_vs_cifar.csv", "few_label.csv", "summary.md", "metrics.json"):
             tracker.log_artifact(parent, out_dir / name, artifact_path="reports")
-        for name, curves in auc.items():
-            for r, curve in enumerate(curves):
-                child_tags = {**common, "source": name, "repeat": r, "seed": cfg.seed + r}
-                with tracked_run(tracker, EXPERIMENT, f"{name} split {r}", parent=parent, tags=child_tags) as child:
-                    tracker.log_params(child, {"source": name, "repeat": r, "split_seed": cfg.seed + r,
+        for name, split_curves in curves.items():
+            for i, curve in enumerate(split_curves):
+                child_tags = {**common, "source": name, "split": splits[i].name, "seed": cfg.seed + i}
+                with tracked_run(tracker, EXPERIMENT, f"{name} split {splits[i].name}", parent=parent, tags=child_tags) as child:
+                    tracker.log_params(child, {"source": name, "split": splits[i].name, "boost_seed": cfg.seed + i,
                                                "n_weak_learners": cfg.n_weak_learners, "algorithm": cfg.algorithm,
-                                               **{f"split.{k}": v for k, v in split_rows[r].items()}})
+                                               **{f"split.{k}": v for k, v in split_rows[i].items() if k != "split"}})
                     tracker.log_curve(child, "auc", curve)
 
 

@@ -127,7 +127,8 @@ class StumpBoost:
     def __init__(self, n_estimators: int = 300, learning_rate: float = 1.0, random_state: int = 0):
         self.n_estimators, self.learning_rate, self.random_state = n_estimators, learning_rate, random_state
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> StumpBoost:
+    def fit(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> StumpBoost:
+        """Boost on ``x`` (n, d) with labels ``y`` (n,); ``sample_weight`` (n,): initial weights (none: equal)."""
         x = np.asarray(x, dtype=np.float32)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) != 2:
@@ -135,7 +136,12 @@ class StumpBoost:
         n = len(x)
         search = _SortedFeatures(x, y_index)
         rng = np.random.RandomState(self.random_state)    # AdaBoost's: one seed drawn per tree
-        weight = np.full(n, 1.0 / n)
+        if sample_weight is None:
+            weight = np.full(n, 1.0 / n)
+        else:
+            weight = np.array(sample_weight, dtype=np.float64)
+            if weight.shape != (n,) or not np.isfinite(weight).all() or (weight < 0).any() or weight.sum() <= 0:
+                raise ValueError(f"sample_weight must be {n} finite non-negative numbers with a positive sum")
         weight /= weight.sum()
         epsilon = np.finfo(np.float64).eps
         self.stumps_: list[tuple[int, float, int, int]] = []    # feature, threshold, class left, class right
