@@ -81,3 +81,27 @@ def test_training_leaves_the_callers_threads_and_rng_as_they_were():
         assert torch.equal(torch.random.get_rng_state(), state)
     finally:
         torch.set_num_threads(before)
+
+
+def _two_classes(seed):
+    """Class 1 a faint square (a hard task, so the validation AUC moves between epochs), class 0 noise."""
+    data = toy((0, 40, 160), seed)
+    noisy = np.random.default_rng(seed).normal(0, 200, data.x.shape).astype(np.int16)
+    return PatchSet(data.x + noisy, (data.y == 1).astype(int), data.rows, ["background", "b"])
+
+
+def test_selecting_on_validation_auc_keeps_the_epoch_of_the_best_auc():
+    import pytest
+
+    cfg = TrainConfig(depth=2, width=4, feature_dim=8, max_epochs=4, epoch_patches=256, batch_size=32, patience=4, threads=1)
+    train, val = _two_classes(0), _two_classes(1)
+    model, history = train_model(train, val, cfg, progress=None, select_on="auc")
+    assert history["val_auc"].between(0, 1).all()
+    assert int(history.loc[history["best"], "epoch"].iloc[0]) == int(history.loc[history["val_auc"].idxmax(), "epoch"])
+    # the kept network is that epoch's: its validation AUC is the best one
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(val.y, predict(model, val.x, cfg.normaliser)[:, 1]) == pytest.approx(history["val_auc"].max(), abs=1e-6)
+    _, by_top1 = train_model(train, val, cfg, progress=None)
+    assert "val_auc" not in by_top1
+    with pytest.raises(ValueError, match="select_on"):
+        train_model(train, val, cfg, progress=None, select_on="loss")

@@ -51,3 +51,17 @@ def test_a_short_run_scores_every_source(checkpoints, tmp_path):
     assert table["test_auc"].between(0, 1).all() and (table["test_auc_lo"] <= table["test_auc_hi"]).all()
     assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == metrics
     assert metrics["test_cases"] == 4 and metrics["fit_cases"] + metrics["val_cases"] == 12
+
+
+def test_validation_cases_are_the_sets_own_or_a_stratified_share():
+    from lmtransfer.transfer.finetune import validation_cases
+
+    lesions = _lesions(n_cases=20)
+    lesions.index.loc[lesions.index["case"] >= "case_10", "label"] = 0      # cases 10-19 without lesions
+    train = [f"case_{c:02d}" for c in range(20)]
+    val, fit = validation_cases(lesions, train, 0.2, seed=0)
+    assert len(val) == 4 and sorted(val + fit) == train
+    assert sum(c < "case_10" for c in val) == 2                                # two of each stratum
+    assert validation_cases(lesions, train, 0.2, seed=0) == (val, fit)
+    lesions.index.loc[lesions.index["case"].isin(["case_03", "case_15"]), "fixed_split"] = "val"
+    assert validation_cases(lesions, train, 0.2, seed=0)[0] == ["case_03", "case_15"]   # the set's own validation split

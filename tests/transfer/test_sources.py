@@ -80,7 +80,7 @@ def test_medmnist_real_file(shared_data):
     lesions = medmnist_lesion_set(shared_data / "adrenalmnist3d.npz")
     summary = lesions.summary()
     assert summary["cases"] == 1188 + 98 + 298
-    assert lesions.index["fixed_split"].value_counts().to_dict() == {"train": 1286, "test": 298}
+    assert lesions.index["fixed_split"].value_counts().to_dict() == {"train": 1188, "val": 98, "test": 298}
     assert lesions.x.shape == (1584, 3, 32, 32) and lesions.x.min() == -1.0 and lesions.x.max() == 1.0
     # the axial channel is the central slice of the 28^3 mask, resampled: empty masks give empty patches
     assert (lesions.x.reshape(1584, -1).max(axis=1) > 0).mean() > 0.9

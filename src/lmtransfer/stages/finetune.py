@@ -17,11 +17,13 @@ COMMAND = Command(
     name="finetune",
     help="fine-tune the whole CNN on the lesion patches (LM-CNN vs CIFAR-CNN vs scratch)",
     description=(
-        "Beyond the research: train all layers with a new 2-class head, same first split as `transfer`; test "
-        "AUC with case-bootstrap intervals; MLflow experiment transfer-finetune."
+        "Beyond the research: train all layers with a new 2-class head on the first split of `transfer`, keeping"
+        " the epoch of the best validation AUC (the set's own validation cases, or a share of the training cases);"
+        " test AUC with case-bootstrap intervals; MLflow experiment transfer-finetune."
     ),
     options=(
         option("--params", default="params.yaml", help="parameter file (sections finetune, transfer)"),
+        option("--lesions", help="lesion patch folder"),
         option("--out", help="report folder"),
         option("--device", help="where the network runs: auto, cpu, cuda, cuda:N, mps (overrides compute.device)"),
     ),
@@ -40,7 +42,7 @@ class FinetuneParams:
     lr: float = 0.0005
     weight_decay: float = 0.0001
     batch_size: int = 64
-    val_fraction: float = 0.15        # of the training cases, for early stopping
+    val_fraction: float = 0.15        # of the training cases, for early stopping on validation AUC (a set's own validation split wins)
     out_dir: Path = Path("reports/finetune")
     seed: int = 0
     track: bool = True
@@ -48,7 +50,7 @@ class FinetuneParams:
 
 def paths(params, args) -> TransferPaths:
     """What the transfer stage reads (lesion set, LM-CNN, CIFAR-CNN) in; ``finetune.out_dir`` out."""
-    return feature_paths(params, Path(args.out or params.finetune.out_dir))
+    return feature_paths(params, Path(args.out or params.finetune.out_dir), args.lesions)
 
 
 def run(args) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from lmtransfer.devices import autocast, grad_scaler, optimiser_step, prepare, to_device, torch_threads
@@ -70,9 +71,11 @@ def train_model(
     on_epoch: Callable[[int, dict], None] | None = None,
     progress: Callable[[str], None] | None = print,
     device: torch.device | str = "cpu",
+    select_on: str = "top1",
 ) -> tuple[MiniVGG, pd.DataFrame]:
-    """Train with early stopping on validation top-1 on ``cfg.threads`` CPU threads; returns the best
-    model (on the CPU) and the per-epoch history.
+    """Train with early stopping on validation top-1 (``select_on="auc"``: on the validation ROC AUC of
+    class 1, for two classes) on ``cfg.threads`` CPU threads; returns the best model (on the CPU) and
+    the per-epoch history.
 
     ``train``: patches in memory (class-balanced draws of ``cfg.epoch_patches`` per epoch) or a
     stream that cuts them on the fly (:class:`lmtransfer.sampling.queue.QueuePatches`).
@@ -84,7 +87,7 @@ def train_model(
     device = torch.device(device)
     # the seed below and the thread count hold inside this call only: the caller's RNG and threads are left as they were
     with torch_threads(cfg.threads), torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        return _train(train, val, cfg, model, on_epoch, progress, device)
+        return _train(train, val, cfg, model, on_epoch, progress, device, select_on)
 
 
 class PatchStream(Protocol):
@@ -110,7 +113,11 @@ def _cached_batches(train: PatchSet, cfg: TrainConfig, generator: torch.Generato
     return batches
 
 
-def _train(train, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epoch, progress, device: torch.device):
+def _train(train, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epoch, progress, device: torch.device, select_on: str):
+    if select_on not in ("top1", "auc"):
+        raise ValueError(f"select_on {select_on!r}: use top1 or auc")
+    if select_on == "auc" and (len(train.class_names) != 2 or len(np.unique(val.y)) != 2):
+        raise ValueError("selecting on validation AUC needs two classes, both present in the validation patches")
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     n_classes = len(train.class_names)
@@ -122,7 +129,7 @@ def _train(train, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epo
     loss_fn = nn.CrossEntropyLoss()
     epoch_batches = _cached_batches(train, cfg, generator, device) if isinstance(train, PatchSet) else train.batches
     normalise = cfg.normaliser
-    best_top1, best_state, best_epoch, history = -1.0, None, 0, []
+    best_score, best_state, best_epoch, history = -1.0, None, 0, []
     for epoch in range(1, cfg.max_epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -145,12 +152,16 @@ def _train(train, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epo
         val_top1 = float((scores.argmax(1) == val.y).mean())
         values = {"train_loss": total_loss / seen, "train_top1": correct / seen, "val_loss": val_loss, "val_top1": val_top1,
                   "patches_per_second": seen / train_seconds, "lr": scheduler.get_last_lr()[0]}
+        if select_on == "auc":
+            values["val_auc"] = float(roc_auc_score(val.y, scores[:, 1]))
         history.append({"epoch": epoch, **values})
         if progress:
             progress(f"  epoch {epoch:3d}  loss {values['train_loss']:.3f}  train top-1 {values['train_top1']:.3f}  "
-                     f"val top-1 {val_top1:.3f}  ({values['patches_per_second']:.0f} patches/s)")
-        if val_top1 > best_top1:
-            best_top1, best_state, best_epoch = val_top1, copy.deepcopy(model.state_dict()), epoch
+                     f"val top-1 {val_top1:.3f}" + (f"  val AUC {values['val_auc']:.3f}" if "val_auc" in values else "")
+                     + f"  ({values['patches_per_second']:.0f} patches/s)")
+        score = values["val_auc"] if select_on == "auc" else val_top1
+        if score > best_score:
+            best_score, best_state, best_epoch = score, copy.deepcopy(model.state_dict()), epoch
         if on_epoch is not None:
             on_epoch(epoch, values)
         if epoch - best_epoch >= cfg.patience:

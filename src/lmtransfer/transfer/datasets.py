@@ -67,7 +67,7 @@ def medmnist_lesion_set(path: Path, positive_labels: tuple[int, ...] = (1,), pix
             planes, used, _, _ = cut_patches(image, centre, np.zeros(1, int), spec_cfg, seed=k, fill_value=0.0)
             xs.append(window(planes, 0.0, 255.0))
             rows.append((f"{split}_{k:05d}", int(labels[k] in positive_labels), 0, "lesion" if labels[k] in positive_labels else "normal",
-                         *used[0], "test" if split == "test" else "train"))
+                         *used[0], split))
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     return LesionSet(np.concatenate(xs), index, {"source": f"medmnist:{path.name}", "positive_labels": list(positive_labels)})
 

@@ -72,7 +72,8 @@ def case_splits(lesions: LesionSet, cfg: BoostConfig) -> list[Split]:
     fixed = lesions.index.drop_duplicates("case").set_index("case")["fixed_split"]
     cases = sorted(lesions.cases)
     if (fixed != "").all():
-        train, test = sorted(fixed.index[fixed == "train"]), sorted(fixed.index[fixed == "test"])
+        # the set's validation cases train too: the transfer experiment has no model selection to make
+        train, test = sorted(fixed.index[fixed.isin(["train", "val"])]), sorted(fixed.index[fixed == "test"])
         splits = [Split("official", train, test)]
         while len(splits) < cfg.repeats:
             r = len(splits)

@@ -39,6 +39,24 @@ def initial_model(source: str, lm_model: Path, cifar_model: Path, seed: int) -> 
     raise ValueError(f"unknown fine-tuning source {source!r}; use lm, cifar, scratch")
 
 
+def validation_cases(lesions: LesionSet, train_cases: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(validation, fitting) cases of the training cases: the set's own validation cases when it has
+    them (MedMNIST), else a seeded ``fraction`` of them, stratified by whether a case has a lesion."""
+    own = set(lesions.index.loc[lesions.index["fixed_split"] == "val", "case"]) & set(train_cases)
+    if own:
+        return sorted(own), sorted(set(train_cases) - own)
+    lesion_cases = set(lesions.index.loc[lesions.index["label"] == 1, "case"])
+    rng = np.random.default_rng(seed)
+    val = []
+    for k, stratum in enumerate(([c for c in train_cases if c in lesion_cases], [c for c in train_cases if c not in lesion_cases])):
+        order = rng.permutation(len(stratum))
+        n = int(round(fraction * len(stratum)))
+        if k == 0 and len(stratum) >= 2:
+            n = max(n, 1)        # the validation AUC needs a lesion; one case with lesions is left to fit on
+        val += [stratum[i] for i in order[:n]]
+    return sorted(val), sorted(set(train_cases) - set(val))
+
+
 def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path, cifar_model: Path, out_dir: Path,
                  tags: dict | None = None, progress=print, tracker: Tracker | None = None, device="cpu", threads: int = 2) -> dict:
     """Fine-tune each source in ``params.sources`` and score it on the first split's test cases (on
@@ -47,10 +65,7 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_cases, test_cases = repeat_splits(lesions, replace(boost, repeats=1))[0]
-    rng = np.random.default_rng(params.seed)
-    shuffled = [train_cases[i] for i in rng.permutation(len(train_cases))]
-    n_val = max(1, int(round(params.val_fraction * len(shuffled))))
-    val_cases, fit_cases = shuffled[:n_val], shuffled[n_val:]
+    val_cases, fit_cases = validation_cases(lesions, train_cases, params.val_fraction, params.seed)
     index = lesions.index
 
     def subset(cases, clean):
@@ -61,8 +76,8 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
         return PatchSet(np.asarray(lesions.x[np.flatnonzero(keep)]), rows["label"].to_numpy(np.int64), rows, ["normal", "lesion"])
 
     fit, val, test = subset(fit_cases, False), subset(val_cases, True), subset(test_cases, True)
-    if len(np.unique(fit.y)) < 2 or len(np.unique(test.y)) < 2:
-        raise ValueError("fine-tuning needs lesion and normal patches in both the training and the test cases")
+    if len(np.unique(fit.y)) < 2 or len(np.unique(val.y)) < 2 or len(np.unique(test.y)) < 2:
+        raise ValueError("fine-tuning needs lesion and normal patches in the training, validation and test cases")
     cfg = TrainConfig(hu_low=-1.0, hu_high=1.0, batch_size=params.batch_size, lr=params.lr, weight_decay=params.weight_decay,
                       max_epochs=params.max_epochs, patience=params.patience, epoch_patches=params.epoch_patches,
                       intensity_scale=0.1, intensity_shift_hu=0.05, seed=params.seed, threads=threads)
@@ -76,14 +91,15 @@ def run_finetune(lesions: LesionSet, params, boost: BoostConfig, lm_model: Path,
         with tracked_run(tracker, EXPERIMENT, f"finetune {source}", tags=run_tags) as run_id:
             tracker.log_params(run_id, {"source": source, **{f"finetune.{k}": v for k, v in params.__dict__.items() if k != "sources"},
                                         "train.lr": cfg.lr, "train.batch_size": cfg.batch_size})
-            model, history = train_model(fit, val, cfg, model, progress=progress, device=device,
+            model, history = train_model(fit, val, cfg, model, progress=progress, device=device, select_on="auc",
                                          on_epoch=lambda epoch, values: tracker.log_metrics(run_id, values, epoch))
             scores = predict(model.to(device), test.x, cfg.normaliser, device=device)[:, 1]
             auc = float(weighted_auc(scores, test.y, np.ones((1, len(test.y))))[0])
             boot = weighted_auc(scores, test.y, weights)
             lo, hi = np.nanpercentile(boot, [2.5, 97.5])
             row = {"source": source, "test_auc": auc, "test_auc_lo": float(lo), "test_auc_hi": float(hi),
-                   "epochs": int(len(history)), "best_val_top1": float(history["val_top1"].max())}
+                   "epochs": int(len(history)), "best_epoch": int(history.loc[history["best"], "epoch"].iloc[0]),
+                   "best_val_auc": float(history["val_auc"].max())}
             rows.append(row)
             history.to_csv(out_dir / f"history_{source}.csv", index=False, float_format="%.5f")
             metrics[f"{source}_test_auc"] = round(auc, 4)
