@@ -33,6 +33,7 @@ def tiny_params() -> dict:
     params["phantom_mra"].update(n_cases=8, spacing_inplane_mm=1.0, slice_mm_choices=[1.2], workers=1, preview_cases=[0])
     params["vessels"]["workers"] = 1
     params["lesion"].update(negatives_per_case=12, positive_copies=2, workers=1)
+    params["lesion"]["lung_nodules"].update(n_cases=4, spacing_mm=4.0, negatives_per_case=8)
     params["cifar"].update(source=str(SHARED_DATA / "cifar10_subset.npz"), max_epochs=1)
     params["transfer"].update(folds=2, repeats=1, few_label_cases=[3], n_weak_learners=20, bootstrap=100)
     params["finetune"].update(max_epochs=1, epoch_patches=128)

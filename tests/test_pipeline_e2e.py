@@ -74,7 +74,8 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     project, run, dvc = scratch.folder, scratch.run, scratch.dvc
     first = run(*dvc, "repro")
     for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct",
-                  "phantom_mra", "vessels", "lesion_patches", "cifar_pretrain", "transfer", "finetune", "detect_eval"):
+                  "phantom_mra", "vessels", "lesion_patches", "nodule_patches", "cifar_pretrain", "transfer", "transfer_nodules",
+                  "finetune", "detect_eval"):
         assert f"Running stage '{stage}'" in first.stdout
     assert (project / "models" / "lm_cnn_lm60.pt").is_file()
     assert (project / "data" / "phantom_mra" / "previews" / "case_000_mip.png").is_file()
@@ -82,6 +83,11 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     curves = pd.read_csv(project / "reports" / "transfer" / "auc_vs_weak_learners.csv")
     assert len(curves) == 20 and {"lm_auc", "cifar_auc", "random_auc"} <= set(curves.columns)
     assert curves[["lm_auc", "cifar_auc", "random_auc"]].stack().between(0, 1).all()
+    for task in ("transfer", "transfer_nodules"):   # both tasks summarised, every source in the table
+        summary_md = (project / "reports" / task / "summary.md").read_text()
+        assert all(f"| {source} |" in summary_md for source in ("lm", "cifar", "random", "handcrafted")), summary_md
+    nodules = pd.read_csv(project / "data" / "nodule_patches" / "index.csv")
+    assert nodules["case"].str.startswith("lung_").all() and nodules["label"].sum() > 0
     finetuned = pd.read_csv(project / "reports" / "finetune" / "finetune.csv")
     assert finetuned["source"].tolist() == ["lm", "cifar", "scratch"]
     detection = json.loads((project / "reports" / "detection" / "metrics.json").read_text())
@@ -100,7 +106,7 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     missing = {"top1", "epochs", "auc_lm", "auc_cifar", "auc_random", "auc_scratch", "lm-cifar", "dice", "found", "errors",
                "specificity"} - set(header.split())
     assert not missing, f"dvc metrics show lacks {missing}:\n{table}"
-    assert len(rows) == 11 and all(row.split()[0].endswith("headline.json") for row in rows), table
+    assert len(rows) == 12 and all(row.split()[0].endswith("headline.json") for row in rows), table
     full = json.loads(run(*dvc, "metrics", "show", "--json", "reports/transfer/metrics.json").stdout)
     assert "lm_vs_cifar_p_at_5" in full[""]["data"]["reports/transfer/metrics.json"]["data"]
 

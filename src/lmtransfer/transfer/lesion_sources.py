@@ -1,7 +1,7 @@
 """Where lesion patches come from: a registry of sources, each a settings dataclass (its keys sit in
 ``params.yaml`` under ``lesion.<name>``) that names the files it reads and builds a :class:`LesionSet`.
 
-A fourth source is one more dataclass with ``inputs`` and ``build``, registered in
+A new source is one more dataclass with ``inputs`` and ``build``, registered in
 :data:`LESION_SOURCES`: the command line (``lesion-patches --source``) and the parameter checks
 pick it up from there.
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmtransfer.transfer.lesions import LesionPatchConfig, LesionSet
+from lmtransfer.transfer.nodules import LungNoduleLesions
 
 
 @dataclass(frozen=True)
@@ -71,4 +72,5 @@ class Luna16Lesions:
         return luna_lesion_set(Path(self.dir), Path(self.candidates), patch, tuple(self.hu_window), self.max_negatives_per_case)
 
 
-LESION_SOURCES: dict[str, type] = {"phantom": PhantomLesions, "medmnist": MedMNISTLesions, "luna16": Luna16Lesions}
+LESION_SOURCES: dict[str, type] = {"phantom": PhantomLesions, "medmnist": MedMNISTLesions, "luna16": Luna16Lesions,
+                                   "lung_nodules": LungNoduleLesions}
