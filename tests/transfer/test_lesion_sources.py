@@ -34,7 +34,7 @@ def test_each_source_reads_its_nested_settings(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("lesion:\n  medmnist_npz: a.npz\n", r"\['medmnist_npz'\]: each lesion source has its own settings now: lesion.medmnist.npz"),
-    ("lesion:\n  source: dicomweb\n", r"lesion.source must be one of \['luna16', 'medmnist', 'phantom'\], got 'dicomweb'"),
+    ("lesion:\n  source: dicomweb\n", r"lesion.source must be one of \['luna16', 'lung_nodules', 'medmnist', 'phantom'\], got 'dicomweb'"),
     ("lesion:\n  luna16:\n    hu_window: [0]\n", r"lesion.luna16.hu_window: expected 2 values"),
     ("lesion:\n  phantom:\n    phantom_dir: x\n", r"lesion.phantom: the phantom source has no settings of its own"),
 ])
