@@ -75,6 +75,7 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     first = run(*dvc, "repro")
     for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct",
                   "phantom_mra", "vessels", "lesion_patches", "nodule_patches", "cifar_pretrain", "transfer", "transfer_nodules",
+                  "transfer_summary",
                   "finetune", "detect_eval"):
         assert f"Running stage '{stage}'" in first.stdout
     assert (project / "models" / "lm_cnn_lm60.pt").is_file()
@@ -86,6 +87,8 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     for task in ("transfer", "transfer_nodules"):   # both tasks summarised, every source in the table
         summary_md = (project / "reports" / task / "summary.md").read_text()
         assert all(f"| {source} |" in summary_md for source in ("lm", "cifar", "random", "handcrafted")), summary_md
+    combined = (project / "reports" / "transfer_summary.md").read_text()
+    assert "MRA aneurysm" in combined and "CT lung nodule" in combined
     nodules = pd.read_csv(project / "data" / "nodule_patches" / "index.csv")
     assert nodules["case"].str.startswith("lung_").all() and nodules["label"].sum() > 0
     finetuned = pd.read_csv(project / "reports" / "finetune" / "finetune.csv")

@@ -151,3 +151,38 @@ def write_summary(path: Path, metrics: dict, points: dict, paired: pd.DataFrame,
             lines.append(f"| {name} | {weights} | " + " | ".join(_cell(*part.loc[s, ["auc", "auc_lo", "auc_hi"]]) for s in sizes) + " |")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+TASK_NAMES = {"phantom_mra": "MRA aneurysm (cross-modality)", "phantom_lung_nodules": "CT lung nodule (in-domain)"}
+
+
+def combined_summary(tasks: dict[str, dict]) -> str:
+    """One table for several transfer runs (``tasks``: report folder -> its metrics.json): per task and
+    source the AUC at 5/10/50/all with intervals, at the fewest training cases, and LM minus the source."""
+    lines = ["# Transfer summary: every task", "",
+             "AUC mean over the splits [95 % case-bootstrap interval]; fewest cases: the smallest few-label training set at 10 "
+             "weak learners; LM - source: paired difference at 10 weak learners (p). One row per task and feature source.", "",
+             "| task | source | AUC at 5 | AUC at 10 | AUC at 50 | AUC at all | AUC, fewest cases | LM - source at 10 (p) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    sentences = []
+    for folder, m in tasks.items():
+        task = f"{TASK_NAMES.get(m.get('dataset', ''), m.get('dataset', '?'))} [{folder}]"
+        sources = [k[: -len("_auc_at_10")] for k in m if k.endswith("_auc_at_10")]
+        fewest = min((int(k.split("_auc_")[1].split("cases")[0]) for k in m if "cases_at_10" in k), default=None)
+        for source in sources:
+            cells = []
+            for key in ("5", "10", "50", "all"):
+                if f"{source}_auc_at_{key}" in m:
+                    lo, hi = m[f"{source}_auc_at_{key}_ci"]
+                    cells.append(f"{m[f'{source}_auc_at_{key}']:.3f} [{lo:.3f}, {hi:.3f}]")
+                else:
+                    cells.append("-")
+            few = m.get(f"{source}_auc_{fewest}cases_at_10")
+            cells.append(f"{few:.3f} ({fewest} cases)" if few is not None else "-")
+            diff = m.get(f"lm_minus_{source}_at_10")
+            cells.append(f"{diff:+.3f} ({m[f'lm_vs_{source}_p_at_10']:.3f})" if diff is not None else "-")
+            lines.append(f"| {task} | {source} | " + " | ".join(cells) + " |")
+        for key in ("verdict", "power_statement", "sceptic_verdict"):
+            if key in m:
+                sentences.append(f"- {task}: {m[key]}.")
+    return "\n".join(lines + [""] + sentences) + "\n"
