@@ -49,3 +49,16 @@ def test_features_do_not_depend_on_the_batch_size(lm_model, tmp_path):
     x[2, 0, 5, 5] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite features"):
         extract_features(model, x, threads=1)
+
+
+def test_multilayer_features_pool_every_block_and_end_with_the_feature_layer(lm_model):
+    model = load_sources(lm_model, lm_model, ("lm",), 0)["lm"]
+    x = np.random.default_rng(1).uniform(-1, 1, (5, 3, 32, 32)).astype(np.float32)
+    both = extract_features(model, x, threads=1, layers="multilayer")
+    assert both.shape == (5, 4 + 8 + 16)          # block widths 4 and 8, then the 16 features
+    np.testing.assert_allclose(both[:, -16:], extract_features(model, x, threads=1), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():                          # the first block's channels, averaged over the plane after pooling
+        first = model.eval().blocks[:7](torch.from_numpy(x)).mean(dim=(2, 3)).numpy()
+    np.testing.assert_allclose(both[:, :4], first, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="feature layers"):
+        extract_features(model, x, threads=1, layers="all")

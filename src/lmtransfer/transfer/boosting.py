@@ -30,6 +30,8 @@ class BoostConfig:
     stump_depth: int = 1           # decision stumps
     booster: str = "stumps"        # stumps: lmtransfer.transfer.stumps (depth 1 only, scikit-learn's ensembles, faster);
                                    # sklearn: AdaBoostClassifier itself
+    feature_layers: str = "penultimate"   # penultimate: the network's feature layer (the research); multilayer: every
+                                          # block's output pooled over the plane, and the feature layer
     balanced: bool = True          # class-balanced initial sample weights (each class half the weight); false: equal weights
     weighting_ablation: bool = True   # also fit the other weighting, for the report (the research used equal weights)
     folds: int = 3                 # >= 2: repeated k-fold cross-validation over all cases; 0: random splits of
@@ -47,6 +49,8 @@ class BoostConfig:
             raise ValueError(f"folds {self.folds}: use 0 (random splits) or at least 2 (cross-validation)")
         if any(n < 1 for n in self.few_label_cases):
             raise ValueError(f"few_label_cases {list(self.few_label_cases)}: training sizes are at least one case")
+        if self.feature_layers not in ("penultimate", "multilayer"):
+            raise ValueError(f"feature_layers {self.feature_layers!r}: use penultimate or multilayer")
         if not 0 < self.power < 1 or not 0 < self.alpha < 1:
             raise ValueError(f"alpha {self.alpha} and power {self.power} must lie strictly between 0 and 1")
 

@@ -220,7 +220,7 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     features = {}
     for name, model in models.items():
         t = time.perf_counter()
-        features[name] = extract_features(model, lesions.x, threads=threads, device=device)
+        features[name] = extract_features(model, lesions.x, threads=threads, device=device, layers=cfg.feature_layers)
         progress(f"features {name}: {features[name].shape[1]} per patch, {len(lesions.x)} patches ({time.perf_counter() - t:.1f} s)")
     names, n = list(models), cfg.n_weak_learners
     index = lesions.index

@@ -46,11 +46,29 @@ def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], se
     return {name: models[name] for name in sources}
 
 
+LAYERS = ("penultimate", "multilayer")
+
+
+def multilayer_features(model: MiniVGG, x: torch.Tensor) -> torch.Tensor:
+    """Every block's output averaged over the plane (after its max-pool), then the penultimate layer:
+    ``(B, sum of block channels + feature_dim)``; early blocks see edges and blobs, late ones shapes."""
+    pooled = []
+    h = x
+    for layer in model.blocks:
+        h = layer(h)
+        if isinstance(layer, torch.nn.MaxPool2d):
+            pooled.append(h.mean(dim=(2, 3)))
+    return torch.cat(pooled + [model.feature(h)], dim=1)
+
+
 def extract_features(model: MiniVGG | HandcraftedSource, x: np.ndarray, batch_size: int = 512, threads: int = 2,
-                     device="cpu") -> np.ndarray:
-    """``model.features`` of patches ``x`` (n, 3, P, P) already in [-1, 1]: (n, feature_dim) float32,
-    computed on ``device`` (full precision: the features feed AdaBoost as they are); a source that is
-    not a network computes its own."""
+                     device="cpu", layers: str = "penultimate") -> np.ndarray:
+    """Features of patches ``x`` (n, 3, P, P) already in [-1, 1], float32, computed on ``device`` (full
+    precision: the features feed AdaBoost as they are): ``layers="penultimate"`` the network's
+    ``features`` (n, feature_dim), ``"multilayer"`` :func:`multilayer_features`. A source that is not
+    a network computes its own."""
+    if layers not in LAYERS:
+        raise ValueError(f"feature layers {layers!r}: use {' or '.join(LAYERS)}")
     if isinstance(model, HandcraftedSource):
         return model(x)
     device = torch.device(device)
@@ -59,7 +77,7 @@ def extract_features(model: MiniVGG | HandcraftedSource, x: np.ndarray, batch_si
     with torch_threads(threads), torch.inference_mode():
         for start in range(0, len(x), batch_size):
             batch = to_device(torch.from_numpy(np.array(x[start : start + batch_size], dtype=np.float32)), device)
-            out.append(model.features(batch).cpu().numpy())
+            out.append((model.features(batch) if layers == "penultimate" else multilayer_features(model, batch)).cpu().numpy())
     features = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
     if not np.isfinite(features).all():
         raise ValueError("the CNN produced NaN or infinite features: check the patches and the checkpoint")
