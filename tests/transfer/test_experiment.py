@@ -102,8 +102,11 @@ def test_run_transfer_writes_its_tables_and_repeats_itself(tmp_path):
     assert metrics["dataset"] == "synthetic" and metrics["test_cases"] == 6 and metrics["splits"] == 6 and "seconds" not in metrics
     assert "lm_auc_4cases_at_all" in metrics and "lm_auc_equal_weights_at_all" in metrics
     assert metrics["verdict"].startswith("landmark pre-training") and "minimal detectable difference" in metrics["power_statement"]
+    difficulty = pd.read_csv(tmp_path / "a" / "difficulty.csv")
+    assert set(difficulty["side"]) == {"lesion", "look-alike"} and set(difficulty["kind"]) == {"lesion", "vessel"}
+    assert difficulty["auc"].between(0, 1).all()
     summary = (tmp_path / "a" / "summary.md").read_text()
-    assert "| lm |" in summary and "| cifar |" in summary and "Few labels" in summary and "Initial sample weights" in summary
+    assert "| lm |" in summary and "| cifar |" in summary and "Few labels" in summary and "Initial sample weights" in summary and "Difficulty" in summary
     for name in ("auc_vs_weak_learners.png", "few_label.png"):
         assert (tmp_path / "a" / "artifacts" / name).stat().st_size > 10_000
 
@@ -135,3 +138,17 @@ def test_a_test_split_with_one_class_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="only one class"):
         run_transfer(lesions, {"lm": model}, BoostConfig(n_weak_learners=3, folds=0, train_cases=10, test_cases=6, repeats=1, bootstrap=10),
                      tmp_path, threads=1, progress=lambda _: None)
+
+
+def test_the_difficulty_table_finds_the_look_alike_that_resembles_the_lesion(tmp_path):
+    lesions = _lesions(n_cases=18, per_case=8)
+    rng = np.random.default_rng(3)
+    hard = (lesions.index["label"] == 0).to_numpy() & (rng.random(len(lesions.index)) < 0.3)
+    lesions.index.loc[hard, "kind"] = "mimic"
+    lesions.x[hard, :, 6:10, 6:10] += 1.2                    # a bright centre, as the lesions have
+    torch.manual_seed(0)
+    models = {"lm": MiniVGG(2, depth=2, width=4, input_pixels=16, feature_dim=8)}
+    cfg = BoostConfig(n_weak_learners=10, folds=3, repeats=1, few_label_cases=(), weighting_ablation=False, bootstrap=20)
+    run_transfer(lesions, models, cfg, tmp_path, threads=1, progress=lambda _: None)
+    table = pd.read_csv(tmp_path / "difficulty.csv").query("side == 'look-alike' and weak_learners == 10").set_index("kind")
+    assert table.loc["mimic", "auc"] < table.loc["vessel", "auc"] - 0.1

@@ -9,7 +9,8 @@ take the overlap of repeated splits into account.
 Outputs (``out_dir``): ``auc_vs_weak_learners.csv`` (every ensemble size, each source's mean AUC
 over splits, 95 % interval at the tested sizes), ``lm_vs_cifar.csv`` (paired test and minimal
 detectable difference at the tested sizes), ``few_label.csv`` (AUC against training cases),
-``summary.md`` (the table and plain sentences), ``metrics.json``, and in ``artifacts/`` the
+``difficulty.csv`` (AUC per lesion kind and per look-alike kind), ``summary.md`` (the table and
+plain sentences), ``metrics.json``, and in ``artifacts/`` the
 research's figure 3 redrawn, the few-label figure, ROC curves, every paired test, the weighting
 ablation, per-split AUC tables and the splits.
 """
@@ -264,12 +265,14 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
             fpr, tpr, _ = roc_curve(labels[test], staged[size - 1])
             roc_rows += [{"source": name, "weak_learners": size, "fpr": a, "tpr": b} for a, b in zip(fpr, tpr)]
 
+    difficulty = difficulty_table(fits, jobs, main, index, n)
     design = describe_design(cfg, splits, lesions)
     table.to_csv(out_dir / "auc_vs_weak_learners.csv", index=False, float_format="%.5f")
     lm_vs_cifar.to_csv(out_dir / "lm_vs_cifar.csv", index=False, float_format="%.5f")
     few.to_csv(out_dir / "few_label.csv", index=False, float_format="%.5f")
     paired.to_csv(out_dir / "artifacts" / "paired_tests.csv", index=False, float_format="%.5f")
     weighting.to_csv(out_dir / "artifacts" / "weighting.csv", index=False, float_format="%.5f")
+    difficulty.to_csv(out_dir / "difficulty.csv", index=False, float_format="%.5f")
     per_split.to_csv(out_dir / "artifacts" / "auc_per_split.csv", index=False, float_format="%.5f")
     pd.DataFrame(split_rows).to_csv(out_dir / "artifacts" / "splits.csv", index=False)
     pd.DataFrame(roc_rows).to_csv(out_dir / "artifacts" / "roc.csv", index=False, float_format="%.5f")
@@ -280,13 +283,37 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     plot_roc(pd.DataFrame(roc_rows), out_dir / "artifacts" / "roc_curves.png")
     metrics = summary_metrics(points, paired, few, weighting, names, cfg, split_rows, lesions, design)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_summary(out_dir / "summary.md", metrics, points, paired, few, weighting, names, cfg)
+    write_summary(out_dir / "summary.md", metrics, points, paired, few, weighting, names, cfg, difficulty)
     seconds = time.perf_counter() - start  # for the tracker and the console, not the DVC outputs
     if tracker is not None and tracker.enabled:
         record_run(tracker, {name: [scored[f].curve for f in main[name]] for name in names}, {**metrics, "seconds": seconds}, cfg,
                    out_dir, lesions, splits, split_rows, tags or {})
     progress(f"figure: {figure} ({seconds:.0f} s)")
     return metrics
+
+
+def difficulty_table(fits: dict, jobs: dict, main: dict, index: pd.DataFrame, n: int) -> pd.DataFrame:
+    """How hard each kind of patch is: per source, the AUC of every lesion kind against all normal
+    patches, and of all lesions against each normal (look-alike) kind, at 10 and all weak learners,
+    mean over splits."""
+    labels, kinds = index["label"].to_numpy(), index["kind"].astype(str).to_numpy()
+    rows = []
+    for name, split_fits in main.items():
+        for side, label in (("lesion", 1), ("look-alike", 0)):
+            for kind in sorted(set(kinds[labels == label])):
+                for size in sorted({min(10, n), n}):
+                    aucs, counts = [], []
+                    for fit in split_fits:
+                        test = jobs[fit][1]
+                        y, k = labels[test], kinds[test]
+                        keep = (k == kind) | (y != label)            # this kind against the whole other class
+                        if len(np.unique(y[keep])) == 2:
+                            aucs.append(float(weighted_auc(fits[fit][0][size - 1][keep], y[keep], np.ones((1, int(keep.sum()))))[0]))
+                            counts.append(int(((k == kind) & keep).sum()))
+                    if aucs:
+                        rows.append({"source": name, "side": side, "kind": kind, "weak_learners": size,
+                                     "test_patches_per_split": float(np.mean(counts)), "auc": float(np.mean(aucs))})
+    return pd.DataFrame(rows)
 
 
 def describe_design(cfg: BoostConfig, splits: list[Split], lesions: LesionSet) -> str:

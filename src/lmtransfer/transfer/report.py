@@ -102,7 +102,7 @@ def _cell(mean: float, lo: float, hi: float) -> str:
 
 
 def write_summary(path: Path, metrics: dict, points: dict, paired: pd.DataFrame, few: pd.DataFrame, weighting: pd.DataFrame,
-                  names: list[str], cfg) -> Path:
+                  names: list[str], cfg, difficulty: pd.DataFrame | None = None) -> Path:
     """``summary.md``: per source the AUC at 5/10/50/all weak learners with intervals, the few-label
     AUC at the smallest training size, LM minus the source with its p-value, and the sentences."""
     n = cfg.n_weak_learners
@@ -143,6 +143,16 @@ def write_summary(path: Path, metrics: dict, points: dict, paired: pd.DataFrame,
                 part = few[(few["source"] == name) & (few["train_cases"] == cases)].set_index("weak_learners")["auc"]
                 cells.append(" / ".join(f"{part[s]:.3f}" for s in sorted(part.index)))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if difficulty is not None and len(difficulty):
+        size = int(difficulty["weak_learners"].min())
+        part = difficulty[difficulty["weak_learners"] == size]
+        lines += ["", f"## Difficulty: AUC per kind at {size} weak learners (lesion kinds against all normal patches, "
+                      "look-alike kinds against all lesions; lower is harder)", "",
+                  "| side | kind | test patches per split | " + " | ".join(names) + " |", "| --- | --- | --- |" + " --- |" * len(names)]
+        for (side, kind), rows in part.groupby(["side", "kind"], sort=False):
+            rows = rows.set_index("source")
+            lines.append(f"| {side} | {kind} | {rows['test_patches_per_split'].iloc[0]:.0f} | "
+                         + " | ".join(f"{rows.loc[n, 'auc']:.3f}" if n in rows.index else "-" for n in names) + " |")
     if len(weighting):
         lines += ["", "## Initial sample weights: class-balanced against equal (the research's), on the first repeat's splits", "",
                   "| source | weighting | " + " | ".join(f"AUC at {s}" for s in sizes) + " |", "| --- | --- |" + " --- |" * len(sizes)]
