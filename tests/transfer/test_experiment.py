@@ -72,7 +72,9 @@ def test_few_label_subsets_are_nested_stratified_and_smaller_than_the_training_s
     for n, cases in subsets.items():
         assert len(cases) == n and 0 < len(set(cases) - lesion_cases) < n
     assert sum(c in lesion_cases for c in subsets[20]) == 15
-    assert few_label_subsets(train, set(train), (4,), seed=3) == {}        # no case without a lesion: no stratified subset
+    every = few_label_subsets(train, set(train), (4, 10), seed=3)           # every case has a lesion: plain nested subsets
+    assert [len(c) for c in every.values()] == [4, 10] and set(every[4]) <= set(every[10])
+    assert few_label_subsets(train, set(), (4,), seed=3) == {}              # no lesion to learn from: no subset
 
 
 def test_run_transfer_writes_its_tables_and_repeats_itself(tmp_path):

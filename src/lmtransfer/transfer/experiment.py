@@ -104,7 +104,8 @@ def repeat_splits(lesions: LesionSet, cfg: BoostConfig) -> list[tuple[list[str],
 
 def few_label_subsets(train: list[str], lesion_cases: set[str], sizes: tuple[int, ...], seed: int) -> dict[int, list[str]]:
     """Nested training subsets of ``sizes`` cases (those smaller than ``train``), stratified: each holds
-    cases with and without lesions in the training set's proportion, at least one of each."""
+    cases with and without lesions in the training set's proportion, at least one of each (where every
+    case has a lesion, a plain random subset)."""
     with_lesion = [c for c in train if c in lesion_cases]
     without = [c for c in train if c not in lesion_cases]
     rng = np.random.default_rng(seed)
@@ -112,7 +113,10 @@ def few_label_subsets(train: list[str], lesion_cases: set[str], sizes: tuple[int
     without = [without[i] for i in rng.permutation(len(without))]
     subsets = {}
     for n in sorted(set(sizes)):
-        if n >= len(train) or n < 2 or not with_lesion or not without:
+        if n >= len(train) or not with_lesion or (without and n < 2):
+            continue
+        if not without:           # every training case has a lesion (each still has normal patches)
+            subsets[n] = sorted(with_lesion[:n])
             continue
         k = min(max(1, round(n * len(with_lesion) / len(train))), n - 1, len(with_lesion))
         subsets[n] = sorted(with_lesion[:k] + without[: n - k])
