@@ -101,34 +101,58 @@ def _cell(mean: float, lo: float, hi: float) -> str:
     return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def summary_table(points: dict, paired: pd.DataFrame, few: pd.DataFrame, names: list[str], n: int) -> pd.DataFrame:
+    """The summary's table as text cells, one row per source: AUC [interval] at 5/10/50/all weak
+    learners, at the fewest training cases (10 learners), and LM minus the source at 10 [interval] (p).
+    Written as ``summary.csv`` too, so a summary over several tasks shows the very same cells."""
+    few_size = min(10, n)
+    smallest = int(few["train_cases"].min()) if len(few) else None
+    rows = []
+    for name in names:
+        row = {"source": name, **{f"auc_at_{'all' if s == n else s}": _cell(*points[name][s]) for s in sorted({s for s in (5, 10, 50, n) if s <= n})}}
+        if smallest is not None:
+            part = few[(few["source"] == name) & (few["train_cases"] == smallest) & (few["weak_learners"] == few_size)].iloc[0]
+            row["fewest_cases"], row["auc_fewest_cases"] = smallest, _cell(part["auc"], part["auc_lo"], part["auc_hi"])
+        if len(paired):
+            t = paired[(paired["comparison"] == f"lm-{name}") & (paired["weak_learners"] == few_size)]
+            row["lm_minus_source"] = "-" if not len(t) else (f"{t.iloc[0]['delta_mean']:+.3f} [{t.iloc[0]['delta_lo']:+.3f}, "
+                                                           f"{t.iloc[0]['delta_hi']:+.3f}] ({t.iloc[0]['p_value']:.3f})")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _headings(table: pd.DataFrame, n: int) -> list[str]:
+    """Readable column names of :func:`summary_table`'s columns."""
+    names = {"source": "source", "auc_at_all": f"AUC at all ({n})", "lm_minus_source": f"LM - source at {min(10, n)} [95 %] (p)",
+             "auc_fewest_cases": f"AUC, fewest training cases ({min(10, n)} learners)"}
+    return [names.get(c, c.replace("auc_at_", "AUC at ")) for c in table.columns if c != "fewest_cases"]
+
+
+def _markdown_rows(table: pd.DataFrame) -> list[str]:
+    rows = []
+    for _, row in table.iterrows():
+        cells = [str(row[c]) + (f" ({int(row['fewest_cases'])} cases)" if c == "auc_fewest_cases" else "")
+                 for c in table.columns if c != "fewest_cases"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def write_summary(path: Path, metrics: dict, points: dict, paired: pd.DataFrame, few: pd.DataFrame, weighting: pd.DataFrame,
                   names: list[str], cfg, difficulty: pd.DataFrame | None = None) -> Path:
-    """``summary.md``: per source the AUC at 5/10/50/all weak learners with intervals, the few-label
-    AUC at the smallest training size, LM minus the source with its p-value, and the sentences."""
+    """``summary.md`` (and its table as ``summary.csv``): per source the AUC at 5/10/50/all weak learners
+    with intervals, the few-label AUC at the smallest training size, LM minus the source with its
+    p-value, then the sentences, the few-label, difficulty and weighting tables."""
     n = cfg.n_weak_learners
     sizes = sorted({s for s in (5, 10, 50, n) if s <= n})
     few_size = min(10, n)
-    smallest = int(few["train_cases"].min()) if len(few) else None
-    head = ["source"] + [f"AUC at {s}" for s in sizes]
-    if smallest is not None:
-        head.append(f"AUC, {smallest} training cases ({few_size} learners)")
-    if len(paired):
-        head.append(f"LM - source at {few_size} [95 %] (p)")
+    table = summary_table(points, paired, few, names, n)
+    table.to_csv(path.with_name("summary.csv"), index=False)
+    head = _headings(table, n)
     lines = [f"# Transfer summary: {metrics['dataset']}", "",
              f"{metrics['design']}; AdaBoost with up to {n} stumps, "
              f"{'class-balanced' if cfg.balanced else 'equal'} initial sample weights. AUC: mean over the splits, 95 % interval "
              f"from {cfg.bootstrap} case resamples shared by every split and source.", "",
-             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for name in names:
-        row = [name] + [_cell(*points[name][s]) for s in sizes]
-        if smallest is not None:
-            part = few[(few["source"] == name) & (few["train_cases"] == smallest) & (few["weak_learners"] == few_size)].iloc[0]
-            row.append(_cell(part["auc"], part["auc_lo"], part["auc_hi"]))
-        if len(paired):
-            t = paired[(paired["comparison"] == f"lm-{name}") & (paired["weak_learners"] == few_size)]
-            row.append("-" if not len(t) else f"{t.iloc[0]['delta_mean']:+.3f} [{t.iloc[0]['delta_lo']:+.3f}, "
-                                              f"{t.iloc[0]['delta_hi']:+.3f}] ({t.iloc[0]['p_value']:.3f})")
-        lines.append("| " + " | ".join(row) + " |")
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head), *_markdown_rows(table)]
     lines.append("")
     for key in ("verdict", "power_statement", "sceptic_verdict"):
         if key in metrics:
@@ -166,33 +190,20 @@ def write_summary(path: Path, metrics: dict, points: dict, paired: pd.DataFrame,
 TASK_NAMES = {"phantom_mra": "MRA aneurysm (cross-modality)", "phantom_lung_nodules": "CT lung nodule (in-domain)"}
 
 
-def combined_summary(tasks: dict[str, dict]) -> str:
-    """One table for several transfer runs (``tasks``: report folder -> its metrics.json): per task and
-    source the AUC at 5/10/50/all with intervals, at the fewest training cases, and LM minus the source."""
+def combined_summary(tasks: dict[str, tuple[dict, pd.DataFrame]]) -> str:
+    """One table for several transfer runs (``tasks``: report folder -> its metrics.json and summary.csv),
+    the very cells of each run's own summary, then each run's sentences."""
+    first = next(iter(tasks.values()))
+    head = ["task"] + _headings(first[1], int(first[0].get("weak_learners_max", 0)))
     lines = ["# Transfer summary: every task", "",
-             "AUC mean over the splits [95 % case-bootstrap interval]; fewest cases: the smallest few-label training set at 10 "
-             "weak learners; LM - source: paired difference at 10 weak learners (p). One row per task and feature source.", "",
-             "| task | source | AUC at 5 | AUC at 10 | AUC at 50 | AUC at all | AUC, fewest cases | LM - source at 10 (p) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "AUC mean over the splits [95 % case-bootstrap interval]; fewest training cases: the smallest few-label training "
+             "set; LM - source: paired difference (p). One row per task and feature source; each task's own summary.md has "
+             "its few-label, difficulty and weighting tables.", "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     sentences = []
-    for folder, m in tasks.items():
+    for folder, (m, table) in tasks.items():
         task = f"{TASK_NAMES.get(m.get('dataset', ''), m.get('dataset', '?'))} [{folder}]"
-        sources = [k[: -len("_auc_at_10")] for k in m if k.endswith("_auc_at_10")]
-        fewest = min((int(k.split("_auc_")[1].split("cases")[0]) for k in m if "cases_at_10" in k), default=None)
-        for source in sources:
-            cells = []
-            for key in ("5", "10", "50", "all"):
-                if f"{source}_auc_at_{key}" in m:
-                    lo, hi = m[f"{source}_auc_at_{key}_ci"]
-                    cells.append(f"{m[f'{source}_auc_at_{key}']:.3f} [{lo:.3f}, {hi:.3f}]")
-                else:
-                    cells.append("-")
-            few = m.get(f"{source}_auc_{fewest}cases_at_10")
-            cells.append(f"{few:.3f} ({fewest} cases)" if few is not None else "-")
-            diff = m.get(f"lm_minus_{source}_at_10")
-            cells.append(f"{diff:+.3f} ({m[f'lm_vs_{source}_p_at_10']:.3f})" if diff is not None else "-")
-            lines.append(f"| {task} | {source} | " + " | ".join(cells) + " |")
-        for key in ("verdict", "power_statement", "sceptic_verdict"):
-            if key in m:
-                sentences.append(f"- {task}: {m[key]}.")
+        table = table.reindex(columns=first[1].columns, fill_value="-")     # the first task's columns for every task
+        lines += [f"| {task} " + row for row in _markdown_rows(table)]
+        sentences += [f"- {task}: {m[key]}." for key in ("verdict", "power_statement", "sceptic_verdict") if key in m]
     return "\n".join(lines + [""] + sentences) + "\n"
