@@ -39,3 +39,14 @@ def test_a_broken_table_is_named(tmp_path, capsys):
 def test_a_missing_report_is_named(tmp_path, capsys):
     assert main(["transfer-summary", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s.md")]) != 0
     assert "nowhere/metrics.json" in capsys.readouterr().err
+
+
+def test_a_task_without_few_label_curves_shows_dashes(tmp_path):
+    from lmtransfer.transfer.report import combined_summary
+    import pandas as pd
+
+    full = pd.DataFrame({"source": ["lm"], "auc_at_10": ["0.7 [0.6, 0.8]"], "fewest_cases": ["10"], "auc_fewest_cases": ["0.6 [0.5, 0.7]"]})
+    bare = pd.DataFrame({"source": ["lm"], "auc_at_10": ["0.9 [0.8, 1.0]"]})
+    text = combined_summary({"a": ({"dataset": "phantom_mra", "weak_learners_max": 300}, full),
+                             "b": ({"dataset": "x", "weak_learners_max": 300}, bare)})
+    assert "| 0.6 [0.5, 0.7] (10 cases) |" in text and "| x [b] | lm | 0.9 [0.8, 1.0] | - |" in text

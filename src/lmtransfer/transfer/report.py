@@ -131,7 +131,7 @@ def _headings(table: pd.DataFrame, n: int) -> list[str]:
 def _markdown_rows(table: pd.DataFrame) -> list[str]:
     rows = []
     for _, row in table.iterrows():
-        cells = [str(row[c]) + (f" ({int(row['fewest_cases'])} cases)" if c == "auc_fewest_cases" else "")
+        cells = [str(row[c]) + (f" ({row['fewest_cases']} cases)" if c == "auc_fewest_cases" and str(row[c]) != "-" else "")
                  for c in table.columns if c != "fewest_cases"]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
