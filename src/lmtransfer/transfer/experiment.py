@@ -35,7 +35,9 @@ from lmtransfer.transfer.boosting import (
 from lmtransfer.tracking import Tracker, git_commit, tracked_run
 from lmtransfer.transfer.features import extract_features
 from lmtransfer.transfer.lesions import LesionSet
-from lmtransfer.transfer.report import plot_auc_curves, plot_few_label, plot_roc, sceptic_verdict, write_summary
+from lmtransfer.transfer.report import (
+    plot_auc_curves, plot_few_label, plot_roc, sceptic_verdict, size_key, summary_sizes, write_summary,
+)
 
 EXPERIMENT = "transfer-auc"
 FULL = 0     # the training-size key of a split's whole training set
@@ -47,15 +49,6 @@ def tested_sizes(n: int) -> list[int]:
     return sorted({s for s in grid if s <= n} | {n})
 
 
-def summary_sizes(n: int) -> list[int]:
-    """The ensemble sizes of the summary: 5, 10, 50 and all ``n`` (those up to ``n``)."""
-    return sorted({s for s in (5, 10, 50, n) if s <= n})
-
-
-def size_key(size: int, n: int) -> str:
-    return "all" if size == n else str(size)
-
-
 @dataclass(frozen=True)
 class Split:
     """One training / test partition of the cases; ``name``: r<repeat>f<fold>, r<repeat> or official."""
@@ -63,6 +56,17 @@ class Split:
     name: str
     train: list[str]
     test: list[str]
+
+
+def lesion_cases(lesions: LesionSet) -> set[str]:
+    """The cases with at least one lesion patch."""
+    return set(lesions.index.loc[lesions.index["label"] == 1, "case"])
+
+
+def shuffled_strata(cases: list[str], with_lesions: set[str], rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """``cases`` with and without lesions, each stratum shuffled by ``rng`` (the first stratum first)."""
+    strata = ([c for c in cases if c in with_lesions], [c for c in cases if c not in with_lesions])
+    return tuple([stratum[i] for i in rng.permutation(len(stratum))] for stratum in strata)
 
 
 def case_splits(lesions: LesionSet, cfg: BoostConfig) -> list[Split]:
@@ -84,13 +88,11 @@ def case_splits(lesions: LesionSet, cfg: BoostConfig) -> list[Split]:
         return [Split(f"r{r}", *split_by_case(cases, cfg.train_cases, cfg.test_cases, cfg.seed + r)) for r in range(cfg.repeats)]
     if cfg.folds > len(cases):
         raise ValueError(f"{cfg.folds}-fold cross-validation needs at least {cfg.folds} cases, the data has {len(cases)}")
-    lesion_cases = set(lesions.index.loc[lesions.index["label"] == 1, "case"])
-    strata = [[c for c in cases if c in lesion_cases], [c for c in cases if c not in lesion_cases]]
+    with_lesions = lesion_cases(lesions)
     splits = []
     for r in range(cfg.repeats):
-        rng = np.random.default_rng([cfg.seed, r])
         # stratified: the cases with lesions dealt out first, then the others, so each fold holds its share of both
-        order = [c for stratum in strata for c in (stratum[i] for i in rng.permutation(len(stratum)))]
+        order = [c for stratum in shuffled_strata(cases, with_lesions, np.random.default_rng([cfg.seed, r])) for c in stratum]
         for f in range(cfg.folds):
             test = sorted(order[f :: cfg.folds])
             splits.append(Split(f"r{r}f{f}", sorted(set(cases) - set(test)), test))
@@ -106,11 +108,7 @@ def few_label_subsets(train: list[str], lesion_cases: set[str], sizes: tuple[int
     """Nested training subsets of ``sizes`` cases (those smaller than ``train``), stratified: each holds
     cases with and without lesions in the training set's proportion, at least one of each (where every
     case has a lesion, a plain random subset)."""
-    with_lesion = [c for c in train if c in lesion_cases]
-    without = [c for c in train if c not in lesion_cases]
-    rng = np.random.default_rng(seed)
-    with_lesion = [with_lesion[i] for i in rng.permutation(len(with_lesion))]
-    without = [without[i] for i in rng.permutation(len(without))]
+    with_lesion, without = shuffled_strata(train, lesion_cases, np.random.default_rng(seed))
     subsets = {}
     for n in sorted(set(sizes)):
         if n >= len(train) or not with_lesion or (without and n < 2):
@@ -163,13 +161,13 @@ def fit_design(lesions: LesionSet, splits: list[Split], sources: list[str], cfg:
     index = lesions.index
     case, label = index["case"].to_numpy(), index["label"].to_numpy()
     clean = (index["variant"] == 0).to_numpy()
-    lesion_cases = set(index.loc[index["label"] == 1, "case"])
+    with_lesions = lesion_cases(lesions)
     jobs = {}
     for i, split in enumerate(splits):
         test = np.isin(case, split.test) & clean
         if len(np.unique(label[test])) < 2:
             raise ValueError(f"split {split.name}: the test cases hold only one class; use more test cases")
-        train_sets = {FULL: split.train, **few_label_subsets(split.train, lesion_cases, cfg.few_label_cases, cfg.seed + i)}
+        train_sets = {FULL: split.train, **few_label_subsets(split.train, with_lesions, cfg.few_label_cases, cfg.seed + i)}
         for source in sources:
             for n, train_cases in train_sets.items():
                 jobs[Fit(i, source, n, cfg.balanced)] = (np.isin(case, train_cases), test)
@@ -256,10 +254,12 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     weighting = weighting_table(scored, splits, names, cfg) if cfg.weighting_ablation else pd.DataFrame()
     lm_vs_cifar = (paired[paired["comparison"] == "lm-cifar"].drop(columns="comparison").rename(columns={"other_auc": "cifar_auc"})
                    if len(paired) else pd.DataFrame())
-    split_rows = [{"split": s.name, "train_cases": len(s.train), "test_cases": len(s.test),
-                   "train_patches": int(jobs[main[names[0]][i]][0].sum()), "train_lesion_patches": int(labels[jobs[main[names[0]][i]][0]].sum()),
-                   "test_patches": int(jobs[main[names[0]][i]][1].sum()), "test_lesion_patches": int(labels[jobs[main[names[0]][i]][1]].sum())}
-                  for i, s in enumerate(splits)]
+    split_rows = []
+    for split, fit in zip(splits, main[names[0]]):
+        train, test = jobs[fit]
+        split_rows.append({"split": split.name, "train_cases": len(split.train), "test_cases": len(split.test),
+                           "train_patches": int(train.sum()), "train_lesion_patches": int(labels[train].sum()),
+                           "test_patches": int(test.sum()), "test_lesion_patches": int(labels[test].sum())})
     per_split = pd.concat([pd.DataFrame({"source": f.source, "split": splits[f.split].name, "weak_learners": np.arange(1, n + 1),
                                          "auc": scored[f].curve}) for name in names for f in main[name]])
     roc_rows = []
@@ -434,7 +434,7 @@ def verdicts(paired: pd.DataFrame, cfg: BoostConfig, n_cases: int, size: int) ->
     power = (f"the 95 % interval of LM - CIFAR at {size} weak learners is +-{half:.3f} (target +-{POWER_TARGET}: "
              + ("met" if half <= POWER_TARGET else f"not met; the interval narrows as one over the root of the cases, so about "
                 f"{needed} cases instead of {n_cases} would meet it") + f"); minimal detectable difference at {cfg.power:.0%} power: {mdd:.3f}")
-    return {"lm_vs_cifar_halfwidth_at_10": round(half, 4), "power_target_met": bool(half <= POWER_TARGET), "verdict": verdict,
+    return {f"lm_vs_cifar_halfwidth_at_{size}": round(half, 4), "power_target_met": bool(half <= POWER_TARGET), "verdict": verdict,
             "power_statement": power}
 
 
@@ -447,7 +447,7 @@ def record_run(tracker: Tracker, curves: dict, metrics: dict, cfg: BoostConfig, 
         tracker.log_params(parent, {f"boost.{k}": v for k, v in asdict(cfg).items()})
         tracker.log_metrics(parent, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         tracker.log_artifacts(parent, out_dir / "artifacts", artifact_path="reports")
-        for name in ("auc_vs_weak_learners.csv", "lm_vs_cifar.csv", "few_label.csv", "summary.md", "metrics.json"):
+        for name in ("auc_vs_weak_learners.csv", "lm_vs_cifar.csv", "few_label.csv", "difficulty.csv", "summary.md", "metrics.json"):
             tracker.log_artifact(parent, out_dir / name, artifact_path="reports")
         for name, split_curves in curves.items():
             for i, curve in enumerate(split_curves):

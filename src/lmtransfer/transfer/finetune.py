@@ -21,7 +21,7 @@ from lmtransfer.tracking import NullTracker, Tracker, git_commit, tracked_run
 from lmtransfer.training.data import PatchSet
 from lmtransfer.training.train import TrainConfig, predict, train_model
 from lmtransfer.transfer.boosting import BoostConfig, case_bootstrap, weighted_auc
-from lmtransfer.transfer.experiment import repeat_splits
+from lmtransfer.transfer.experiment import lesion_cases, repeat_splits, shuffled_strata
 from lmtransfer.transfer.lesions import LesionSet
 
 EXPERIMENT = "transfer-finetune"
@@ -45,15 +45,12 @@ def validation_cases(lesions: LesionSet, train_cases: list[str], fraction: float
     own = set(lesions.index.loc[lesions.index["fixed_split"] == "val", "case"]) & set(train_cases)
     if own:
         return sorted(own), sorted(set(train_cases) - own)
-    lesion_cases = set(lesions.index.loc[lesions.index["label"] == 1, "case"])
-    rng = np.random.default_rng(seed)
     val = []
-    for k, stratum in enumerate(([c for c in train_cases if c in lesion_cases], [c for c in train_cases if c not in lesion_cases])):
-        order = rng.permutation(len(stratum))
+    for k, stratum in enumerate(shuffled_strata(train_cases, lesion_cases(lesions), np.random.default_rng(seed))):
         n = int(round(fraction * len(stratum)))
         if k == 0 and len(stratum) >= 2:
             n = max(n, 1)        # the validation AUC needs a lesion; one case with lesions is left to fit on
-        val += [stratum[i] for i in order[:n]]
+        val += stratum[:n]
     return sorted(val), sorted(set(train_cases) - set(val))
 
 

@@ -16,6 +16,16 @@ COLOURS = {"lm": "tab:red", "cifar": "tab:blue", "random": "tab:gray", "handcraf
 SCEPTIC_MARGIN = 0.02   # hand-crafted features this close to the best CNN: the task does not tell features apart
 
 
+def summary_sizes(n: int) -> list[int]:
+    """The ensemble sizes of the summary: 5, 10, 50 and all ``n`` (those up to ``n``)."""
+    return sorted({s for s in (5, 10, 50, n) if s <= n})
+
+
+def size_key(size: int, n: int) -> str:
+    """How a size is named in metrics and tables: ``all`` for the whole ensemble."""
+    return "all" if size == n else str(size)
+
+
 def sceptic_verdict(aucs: dict[str, float], size: int) -> dict:
     """The hand-crafted baseline against the best CNN source (``aucs``: source -> AUC at ``size`` weak
     learners), in numbers and one sentence; empty without the baseline or a network."""
@@ -109,7 +119,7 @@ def summary_table(points: dict, paired: pd.DataFrame, few: pd.DataFrame, names: 
     smallest = int(few["train_cases"].min()) if len(few) else None
     rows = []
     for name in names:
-        row = {"source": name, **{f"auc_at_{'all' if s == n else s}": _cell(*points[name][s]) for s in sorted({s for s in (5, 10, 50, n) if s <= n})}}
+        row = {"source": name, **{f"auc_at_{size_key(s, n)}": _cell(*points[name][s]) for s in summary_sizes(n)}}
         if smallest is not None:
             part = few[(few["source"] == name) & (few["train_cases"] == smallest) & (few["weak_learners"] == few_size)].iloc[0]
             row["fewest_cases"], row["auc_fewest_cases"] = smallest, _cell(part["auc"], part["auc_lo"], part["auc_hi"])
@@ -143,7 +153,7 @@ def write_summary(path: Path, metrics: dict, points: dict, paired: pd.DataFrame,
     with intervals, the few-label AUC at the smallest training size, LM minus the source with its
     p-value, then the sentences, the few-label, difficulty and weighting tables."""
     n = cfg.n_weak_learners
-    sizes = sorted({s for s in (5, 10, 50, n) if s <= n})
+    sizes = summary_sizes(n)
     few_size = min(10, n)
     table = summary_table(points, paired, few, names, n)
     table.to_csv(path.with_name("summary.csv"), index=False)
