@@ -36,7 +36,7 @@ def tiny_params() -> dict:
     params["lesion"]["lung_nodules"].update(n_cases=4, spacing_mm=4.0, negatives_per_case=8)
     params["cifar"].update(source=str(SHARED_DATA / "cifar10_subset.npz"), max_epochs=1)
     params["transfer"].update(folds=2, repeats=1, few_label_cases=[3], n_weak_learners=20, bootstrap=100)
-    params["finetune"].update(max_epochs=1, epoch_patches=128)
+    params["finetune"].update(max_epochs=1, epoch_patches=128, few_label_cases=[3])
     params["compute"]["threads"] = 1
     params["detect"].update(coarse_step_mm=16.0, refine_steps_mm=[4.0], candidates=1, max_cases=1)
     shared = params["sim2real"]  # the real cases, from ../shared wherever the scratch project lies

@@ -154,3 +154,24 @@ def test_the_difficulty_table_finds_the_look_alike_that_resembles_the_lesion(tmp
     run_transfer(lesions, models, cfg, tmp_path, threads=1, progress=lambda _: None)
     table = pd.read_csv(tmp_path / "difficulty.csv").query("side == 'look-alike' and weak_learners == 10").set_index("kind")
     assert table.loc["mimic", "auc"] < table.loc["vessel", "auc"] - 0.1
+
+
+def test_size_bins_name_each_diameter_and_leave_unknown_sizes_out():
+    bins = experiment.size_bins(np.array([2.0, 3.0, 4.9, 7.0, 12.0, 25.0, np.nan]))
+    assert bins.tolist() == ["<3 mm", "3-5 mm", "3-5 mm", "7-10 mm", "10-20 mm", ">=20 mm", ""]
+
+
+def test_the_difficulty_table_has_a_row_per_lesion_size_bin_and_small_lesions_come_out_harder(tmp_path):
+    lesions = _lesions(n_cases=18, per_case=8)
+    lesion = (lesions.index["label"] == 1).to_numpy()
+    small = lesion & (np.arange(len(lesion)) % 16 == 0)      # every other case's lesion is small and faint
+    lesions.index["size_mm"] = np.where(lesion, np.where(small, 2.5, 8.0), np.nan)
+    lesions.x[small, :, 6:10, 6:10] -= 1.2
+    torch.manual_seed(0)
+    models = {"lm": MiniVGG(2, depth=2, width=4, input_pixels=16, feature_dim=8)}
+    cfg = BoostConfig(n_weak_learners=10, folds=3, repeats=1, few_label_cases=(), weighting_ablation=False, bootstrap=20)
+    run_transfer(lesions, models, cfg, tmp_path, threads=1, progress=lambda _: None)
+    table = pd.read_csv(tmp_path / "difficulty.csv").query("side == 'lesion size' and weak_learners == 10").set_index("kind")
+    assert list(table.index) == ["<3 mm", "7-10 mm"]
+    assert table.loc["<3 mm", "auc"] < table.loc["7-10 mm", "auc"] - 0.1
+    assert "| lesion size | <3 mm |" in (tmp_path / "summary.md").read_text()

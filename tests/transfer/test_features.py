@@ -62,3 +62,28 @@ def test_multilayer_features_pool_every_block_and_end_with_the_feature_layer(lm_
     np.testing.assert_allclose(both[:, :4], first, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="feature layers"):
         extract_features(model, x, threads=1, layers="all")
+
+
+def test_the_native_source_is_the_lm_cnn_checked_against_the_native_patches(lm_model, tmp_path):
+    native = {"fov_mm": PatchCacheConfig().spec.fov_mm, "hu_window": [-1000.0, 1000.0]}
+    models = load_sources(lm_model, tmp_path / "unused.pt", ("lm_native", "lm"), 0, native)
+    assert list(models) == ["lm_native", "lm"] and models["lm_native"] is models["lm"]
+    with pytest.raises(ValueError, match="no native patches"):
+        load_sources(lm_model, tmp_path / "unused.pt", ("lm_native",), 0, None)
+    with pytest.raises(ValueError, match=r"lm.pt: trained at a 48 mm field of view, but .* cut at 24 mm"):
+        load_sources(lm_model, tmp_path / "unused.pt", ("lm_native",), 0, {**native, "fov_mm": 24.0})
+    with pytest.raises(ValueError, match=r"HU window \[-1000.0, 1000.0\], but .* \[-1000, 400\]"):
+        load_sources(lm_model, tmp_path / "unused.pt", ("lm_native",), 0, {**native, "hu_window": [-1000, 400]})
+
+
+def test_native_sources_see_the_native_patches():
+    from lmtransfer.transfer.features import source_patches
+    from lmtransfer.transfer.lesions import INDEX_COLUMNS, LesionSet
+    import pandas as pd
+
+    x, native = np.zeros((2, 3, 8, 8), np.float32), np.ones((2, 3, 8, 8), np.float32)
+    index = pd.DataFrame([["a", 1, 0, "lesion", 0, 0, 0, ""], ["a", 0, 0, "vessel", 0, 0, 0, ""]], columns=INDEX_COLUMNS)
+    assert source_patches(LesionSet(x, index, {}, native), "lm_native") is native
+    assert source_patches(LesionSet(x, index, {}, native), "lm") is x
+    with pytest.raises(ValueError, match="lm_native: the lesion set has no native patches"):
+        source_patches(LesionSet(x, index, {}), "lm_native")

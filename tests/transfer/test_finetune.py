@@ -42,12 +42,15 @@ def test_starting_networks(checkpoints):
 
 
 def test_a_short_run_scores_every_source(checkpoints, tmp_path):
-    params = replace(FinetuneParams(), max_epochs=1, epoch_patches=64, batch_size=16, track=False)
+    params = replace(FinetuneParams(), max_epochs=1, epoch_patches=64, batch_size=16, track=False, few_label_cases=(6, 40))
     boost = BoostConfig(folds=4, repeats=1, bootstrap=20)   # the first of 4 folds of 16 cases: 12 training, 4 test
     metrics = run_finetune(_lesions(), params, boost, checkpoints["lm"], checkpoints["cifar"], tmp_path / "out", threads=1,
                            progress=lambda _: None)
     table = pd.read_csv(tmp_path / "out" / "finetune.csv")
-    assert table["source"].tolist() == ["lm", "cifar", "scratch"] and "seconds" not in table
+    # the whole training set, then the few-label subset (40 is more than the split has: skipped)
+    assert table["source"].tolist() == ["lm", "cifar", "scratch"] * 2 and "seconds" not in table
+    assert table["train_cases"].tolist() == [12] * 3 + [6] * 3
+    assert {"lm_test_auc", "lm_test_auc_at_6_cases", "scratch_test_auc_at_6_cases_ci"} <= set(metrics)
     assert table["test_auc"].between(0, 1).all() and (table["test_auc_lo"] <= table["test_auc_hi"]).all()
     assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == metrics
     assert metrics["test_cases"] == 4 and metrics["fit_cases"] + metrics["val_cases"] == 12

@@ -37,3 +37,13 @@ def test_missing_keys_are_reported_and_nothing_is_written(tmp_path):
     with pytest.raises(KeyError, match="no section 'model'"):
         set_values(path, {"model.depth": 5})
     assert path.read_text() == PARAMS
+
+
+def test_a_new_field_of_view_moves_the_native_lesion_patches_with_it(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS + "lesion:\n  fov_mm: 24.0\n  native_fov_mm: 48.0   # the CNN's own\n")
+    changes = apply_best(path, {"fov_mm": 32.0})
+    assert changes == {"patches.fov_mm": (48.0, 32.0), "lesion.native_fov_mm": (48.0, 32.0)}
+    assert yaml.safe_load(path.read_text())["lesion"]["fov_mm"] == 24.0       # the lesion default stays
+    path.write_text(PARAMS + "lesion:\n  native_fov_mm: 0.0\n")                # no native patches: left alone
+    assert apply_best(path, {"fov_mm": 32.0}) == {"patches.fov_mm": (48.0, 32.0)}

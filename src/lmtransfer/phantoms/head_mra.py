@@ -1,14 +1,16 @@
 """Procedural head MRA phantom: time-of-flight-like volumes with an artery tree and saccular aneurysms.
 
 One case = an :class:`~lmtransfer.phantoms.vessel_tree.ArteryTree` (circle of Willis, main
-branches, random distal branches, loops), 0-3 aneurysms at bifurcations, and a head (scalp fat,
-skull, CSF, textured brain) in a slab around the circle of Willis. Flowing blood is bright and
-fades distally, slow flow darkens the middle of large domes, and the magnitude image carries
-Rician noise and a smooth coil-sensitivity field. Intensities are arbitrary MR units (int16).
+branches, random distal branches, loops), 0-3 aneurysms at bifurcations, the hard mimics
+(infundibula at small branch origins, full vessel loops), and a head (scalp fat, skull, CSF,
+textured brain) in a slab around the circle of Willis. Flowing blood is bright and fades
+distally, slow flow darkens the middle of the domes (the more, the larger the dome: flow-related
+signal loss), and the magnitude image carries Rician noise and a smooth coil-sensitivity field.
+Intensities are arbitrary MR units (int16).
 
 Ground truth per case: ``labels`` (0 air, 1 scalp fat, 2 skull, 3 CSF, 4 brain, 5 vessel lumen,
 6 aneurysm), aneurysm centres as 3D Slicer markups, and the tree's look-alike sites
-(bifurcations, tight bends, crossings) in the meta JSON.
+(bifurcations, tight bends, crossings, infundibula, loops) in the meta JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from scipy.spatial import cKDTree
 from lmtransfer.io.landmarks import write_slicer_json
 from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing, temp_path
 from lmtransfer.phantoms.noise import smooth_noise
-from lmtransfer.phantoms.vessel_tree import Aneurysm, ArteryTree, TreeBuilder, place_aneurysms
+from lmtransfer.phantoms.vessel_tree import Aneurysm, ArteryTree, TreeBuilder, add_mimics, place_aneurysms
 from lmtransfer.provenance import source_digest
 
 FORMAT_VERSION = 1
@@ -52,6 +54,13 @@ class PhantomMRAConfig:
     median_diameter_mm: float = 4.0
     noise_range: tuple[float, float] = (10.0, 22.0)  # Rician sigma, intensity units (brain ~ 220, fat ~ 420)
     distal_branches: int = 2
+    infundibulum_probability: float = 0.35         # per small branch origin
+    vessel_loop_probability: float = 0.3           # per M2, A2, P2 segment: a full loop
+
+    def __post_init__(self) -> None:
+        for name in ("aneurysm_case_fraction", "second_aneurysm_probability", "infundibulum_probability", "vessel_loop_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"phantom_mra.{name} must lie in [0, 1], got {getattr(self, name)}")
 
     def fingerprint(self) -> str:
         fields = asdict(self)
@@ -79,6 +88,9 @@ def render_case(index: int, cfg: PhantomMRAConfig) -> MRACase:
     if rng.random() < cfg.aneurysm_case_fraction:
         count = 1 + int(rng.random() < cfg.second_aneurysm_probability) + int(rng.random() < 0.04)
     aneurysms = place_aneurysms(tree, rng, count, cfg.median_diameter_mm)
+    # the mimics draw from their own stream: the rest of the case is as it was without them
+    add_mimics(tree, np.random.default_rng([cfg.seed, index, 1]), cfg.infundibulum_probability, cfg.vessel_loop_probability,
+               avoid=tuple(a.site.split(": ", 1)[-1] for a in aneurysms))
 
     slice_mm = float(rng.choice(cfg.slice_mm_choices))
     spacing = np.array([cfg.spacing_inplane_mm, cfg.spacing_inplane_mm, slice_mm])
@@ -113,9 +125,11 @@ def render_case(index: int, cfg: PhantomMRAConfig) -> MRACase:
         v.points_lps_mm = v.points_lps_mm + offset
     for s in tree.sites:
         s.point_lps_mm = s.point_lps_mm + offset
+    for f in tree.infundibula:
+        f.base_lps_mm, f.tip_lps_mm = f.base_lps_mm + offset, f.tip_lps_mm + offset
     meta = {
         "case": case_id(index), "spacing_mm": spacing.round(4).tolist(), "size": size.tolist(), "rician_sigma": round(sigma, 2),
-        "aneurysms": len(aneurysms), "vessel_voxels": int((labels == LABELS["vessel"]).sum()),
+        "aneurysms": len(aneurysms), "infundibula": len(tree.infundibula), "vessel_voxels": int((labels == LABELS["vessel"]).sum()),
         "aneurysm_voxels": int((labels == LABELS["aneurysm"]).sum()),
     }
     return MRACase(case_id(index), image, label_image, aneurysms, tree, meta)
@@ -174,24 +188,40 @@ def _blood(tree: ArteryTree, aneurysms: list[Aneurysm], axes, spacing, rng) -> t
     best = np.argmin(dist_to_wall, axis=1)
     sdf[kz, ky, kx] = dist_to_wall[np.arange(len(best)), best]
     signal[kz, ky, kx] = brightness[nearest[np.arange(len(best)), best]]
-    is_aneurysm = np.zeros(shape, dtype=bool)
-    for a in aneurysms:
-        r = a.radius_mm + 2.0
-        lo = np.maximum(np.floor((a.centre_lps_mm - r - low) / spacing).astype(int), 0)
-        hi = np.minimum(np.ceil((a.centre_lps_mm + r - low) / spacing).astype(int) + 1, [len(x) for x in axes])
-        lo = np.minimum(lo, np.floor((a.neck_lps_mm - low) / spacing).astype(int).clip(0))
+    size = [len(x) for x in axes]
+
+    def box(points_lps_mm: np.ndarray, reach_mm: float):
+        """The grid block around ``points`` (+ ``reach_mm``) and its voxel centres in LPS mm; None when outside."""
+        lo = np.maximum(np.floor((points_lps_mm.min(axis=0) - reach_mm - low) / spacing).astype(int), 0)
+        hi = np.minimum(np.ceil((points_lps_mm.max(axis=0) + reach_mm - low) / spacing).astype(int) + 1, size)
         if np.any(hi <= lo):
-            continue
+            return None, None
         sl = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
         gz, gy, gx = np.meshgrid(axes[2][sl[0]], axes[1][sl[1]], axes[0][sl[2]], indexing="ij")
-        pts = np.stack([gx, gy, gz], axis=-1)
+        return sl, np.stack([gx, gy, gz], axis=-1)
+
+    # infundibula: flowing blood, nearly as bright as the parent they widen from
+    for f in tree.infundibula:
+        sl, pts = box(np.stack([f.base_lps_mm, f.tip_lps_mm]), f.base_radius_mm + 1.5)
+        if sl is None:
+            continue
+        d = f.signed_distance(pts).astype(np.float32)
+        parent = float(np.max(signal[sl])) if np.any(signal[sl] > 0) else 700.0
+        signal[sl] = np.where(d < sdf[sl], 0.88 * parent, signal[sl])
+        sdf[sl] = np.minimum(sdf[sl], d)
+    is_aneurysm = np.zeros(shape, dtype=bool)
+    for a in aneurysms:
+        sl, pts = box(np.stack([a.centre_lps_mm, a.neck_lps_mm]), a.radius_mm + 2.0)
+        if sl is None:
+            continue
         d = a.signed_distance(pts).astype(np.float32)
-        # slow, swirling flow: the dome's centre is darker than its rim
+        # slow, swirling flow: the dome's centre is darker than its rim, the more so the larger the dome
         radial = np.linalg.norm(pts - a.centre_lps_mm, axis=-1) / a.radius_mm
         parent = float(np.max(signal[sl])) if np.any(signal[sl] > 0) else 700.0
-        dome_signal = parent * rng.uniform(0.75, 0.95) * (0.72 + 0.28 * np.clip(radial, 0, 1))
+        floor = 0.72 - 0.37 * float(np.clip((2 * a.radius_mm - 5.0) / 10.0, 0.0, 1.0))
+        dome_signal = parent * rng.uniform(0.75, 0.95) * (floor + (1 - floor) * np.clip(radial, 0, 1))
         take = d < sdf[sl]
-        is_aneurysm[sl] |= (d < 0) & (d < sdf[sl])
+        is_aneurysm[sl] |= (d < 0) & take
         signal[sl] = np.where(take, dome_signal, signal[sl])
         sdf[sl] = np.minimum(sdf[sl], d)
     # linear partial-volume ramp over one voxel across the wall
@@ -222,6 +252,8 @@ def write_case(case: MRACase, out_dir: Path, fingerprint: str) -> CasePaths:
         "aneurysm_list": [{"name": n, "centre_lps_mm": np.round(a.centre_lps_mm, 3).tolist(), "radius_mm": round(a.radius_mm, 3),
                            "neck_lps_mm": np.round(a.neck_lps_mm, 3).tolist(), "neck_radius_mm": round(a.neck_radius_mm, 3),
                            "site": a.site} for n, a in zip(names, case.aneurysms)],
+        "infundibulum_list": [{"branch": f.branch, "base_lps_mm": np.round(f.base_lps_mm, 3).tolist(), "tip_lps_mm": np.round(f.tip_lps_mm, 3).tolist(),
+                         "base_radius_mm": round(f.base_radius_mm, 3)} for f in case.tree.infundibula],
         "sites": [{"kind": s.kind, "name": s.name, "point_lps_mm": np.round(s.point_lps_mm, 3).tolist(), "radius_mm": round(s.radius_mm, 3)}
                   for s in case.tree.sites],
     }
@@ -264,6 +296,7 @@ def write_index(out_dir: Path, n_cases: int) -> pd.DataFrame:
             x, y, z = s.pop("point_lps_mm")
             sites.append({"case": meta["case"], **s, "x_lps_mm": x, "y_lps_mm": y, "z_lps_mm": z})
         meta.pop("fingerprint", None)
+        meta.pop("infundibulum_list", None)
         cases.append(meta)
     table = pd.DataFrame(cases)
     table.to_csv(out_dir / "cases.csv", index=False)

@@ -5,7 +5,9 @@ Positions are LPS mm in a head frame whose origin lies at the centre of the circ
 a tapering radius; junctions are shared nodes, so children leave exactly from their parent.
 Per case the nodes move, radii scale, vessels meander, some tight bends and loops appear and
 distal branches grow at random: the normal look-alikes of an aneurysm (bifurcations, bends,
-crossings) are recorded with the tree.
+crossings) are recorded with the tree. :func:`add_mimics` adds the hard ones: infundibula
+(funnel-shaped widenings at the origin of a small branch, the classic aneurysm mimic) and full
+loops of a vessel, which cut across look like a blob beside its parent.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Vessel:
 class Site:
     """A named place on the tree: a junction, a tight bend or a crossing of two vessels."""
 
-    kind: str  # "bifurcation", "bend", "crossing"
+    kind: str  # "bifurcation", "bend", "crossing", "infundibulum", "loop"
     name: str
     point_lps_mm: np.ndarray
     radius_mm: float
@@ -42,9 +44,29 @@ class Site:
 
 
 @dataclass
+class Infundibulum:
+    """A funnel at a small branch's origin: a truncated cone from ``base_lps_mm`` (on the parent's
+    centreline, radius ``base_radius_mm``) to ``tip_lps_mm`` on the branch (its radius there)."""
+
+    base_lps_mm: np.ndarray
+    tip_lps_mm: np.ndarray
+    base_radius_mm: float
+    tip_radius_mm: float
+    branch: str
+
+    def signed_distance(self, points_lps_mm: np.ndarray) -> np.ndarray:
+        """Negative inside the funnel, mm (the radial distance to the cone's wall at the closest axis point)."""
+        axis = self.tip_lps_mm - self.base_lps_mm
+        t = np.clip(((points_lps_mm - self.base_lps_mm) @ axis) / (axis @ axis), 0.0, 1.0)
+        closest = self.base_lps_mm + t[..., None] * axis
+        return np.linalg.norm(points_lps_mm - closest, axis=-1) - (self.base_radius_mm + (self.tip_radius_mm - self.base_radius_mm) * t)
+
+
+@dataclass
 class ArteryTree:
     vessels: list[Vessel]
     sites: list[Site]
+    infundibula: list[Infundibulum] = field(default_factory=list)
 
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
         """All centreline points (n, 3) and their radii (n,)."""
@@ -226,6 +248,69 @@ class TreeBuilder:
                 a, b = min(hits, key=lambda ab: np.linalg.norm(vi.points_lps_mm[ab[0]] - vj.points_lps_mm[ab[1]]))
                 point = 0.5 * (vi.points_lps_mm[a] + vj.points_lps_mm[b])
                 self.sites.append(Site("crossing", f"{vi.name} x {vj.name}", point, float(max(vi.radii_mm[a], vj.radii_mm[b]))))
+
+
+SMALL_BRANCH_MM = 0.75   # branches at most this thick at their origin can carry an infundibulum
+LOOP_VESSELS = ("M2sup", "M2inf", "A2", "P2")
+
+
+def add_mimics(tree: ArteryTree, rng: np.random.Generator, infundibulum_probability: float, loop_probability: float,
+               avoid: tuple[str, ...] = ()) -> ArteryTree:
+    """Add infundibula and full vessel loops to ``tree`` (in place; returned for chaining).
+
+    Each small branch (origin radius <= :data:`SMALL_BRANCH_MM`, not the ACom) gets an infundibulum
+    with ``infundibulum_probability``: 1.5-3 mm long, at most 3 mm wide at its base (the clinical
+    definition), narrowing to the branch's calibre. Branch origins named in ``avoid`` (the sites of
+    aneurysms) get none. Each of the medium vessels :data:`LOOP_VESSELS` gets, with
+    ``loop_probability``, a full turn of 2-3.5 mm radius that comes back past its own start, offset
+    by a little more than its diameter; the place where it passes itself is a ``loop`` site.
+    """
+    by_name = {v.name: v for v in tree.vessels}
+    for v in list(tree.vessels):
+        if v.parent is None or v.name == "ACom" or v.radii_mm[0] > SMALL_BRANCH_MM * 1.0001:
+            continue
+        if rng.random() >= infundibulum_probability:
+            continue
+        origin = next((s for s in tree.sites if s.kind == "bifurcation" and s.name.endswith(" origin")
+                       and np.linalg.norm(s.point_lps_mm - v.points_lps_mm[0]) < 0.5), None)
+        if origin is None:
+            origin = next((s for s in tree.sites if s.kind == "bifurcation" and np.linalg.norm(s.point_lps_mm - v.points_lps_mm[0]) < 0.5), None)
+        if origin is not None and origin.name in avoid:
+            continue
+        length = rng.uniform(1.5, 3.0)
+        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(v.points_lps_mm, axis=0), axis=1))])
+        k = min(int(np.searchsorted(arc, length)), len(arc) - 1)
+        parent_r = float(by_name[v.parent].radii_mm.min()) if v.parent in by_name else 1.0
+        base_r = float(min(rng.uniform(1.0, 1.5), max(parent_r, v.radii_mm[0] + 0.3)))
+        funnel = Infundibulum(v.points_lps_mm[0].copy(), v.points_lps_mm[k].copy(), base_r, float(v.radii_mm[k]), v.name)
+        tree.infundibula.append(funnel)
+        tree.sites.append(Site("infundibulum", f"infundibulum of {v.name}", 0.6 * funnel.base_lps_mm + 0.4 * funnel.tip_lps_mm, base_r))
+    for v in tree.vessels:
+        if not v.name.startswith(LOOP_VESSELS) or "branch" in v.name or rng.random() >= loop_probability:
+            continue
+        _insert_loop(v, tree, rng)
+    return tree
+
+
+def _insert_loop(v: Vessel, tree: ArteryTree, rng: np.random.Generator) -> None:
+    """Insert into the middle of ``v`` a full turn that leaves and rejoins it at the same point,
+    bulging sideways by up to a little more than its diameter so the two passes sit side by side."""
+    p, r = v.points_lps_mm, v.radii_mm
+    k = int(rng.integers(len(p) // 3, max(len(p) // 3 + 1, 2 * len(p) // 3)))
+    if k < 3 or k > len(p) - 4:
+        return
+    axis = p[k + 3] - p[k - 3]
+    axis /= np.linalg.norm(axis) + 1e-9
+    side = np.cross(axis, rng.normal(size=3))
+    side /= np.linalg.norm(side) + 1e-9
+    normal = np.cross(axis, side)
+    turn_r, gap = rng.uniform(2.0, 3.5), 2.0 * float(r[k]) + rng.uniform(0.4, 0.9)
+    theta = np.linspace(0.0, 2 * np.pi, int(np.ceil(2 * np.pi * turn_r / STEP_MM)) + 1)[1:-1]
+    turn = (p[k] + turn_r * (np.sin(theta)[:, None] * axis + (1 - np.cos(theta))[:, None] * side)
+            + (gap * np.sin(theta / 2))[:, None] * normal)
+    v.points_lps_mm = np.vstack([p[: k + 1], turn, p[k:]])
+    v.radii_mm = np.concatenate([r[: k + 1], np.full(len(turn), r[k]), r[k:]])
+    tree.sites.append(Site("loop", f"loop of {v.name}", p[k].copy(), float(r[k])))
 
 
 # Where saccular aneurysms arise, with their share (after the large clinical series: ACom, MCA

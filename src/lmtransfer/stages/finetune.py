@@ -17,7 +17,8 @@ COMMAND = Command(
     name="finetune",
     help="fine-tune the whole CNN on the lesion patches (LM-CNN vs CIFAR-CNN vs scratch)",
     description=(
-        "Beyond the research: train all layers with a new 2-class head on the first split of `transfer`, keeping"
+        "Beyond the research: train all layers with a new 2-class head on the first split of `transfer` (its whole"
+        " training set and its few-label subsets finetune.few_label_cases), keeping"
         " the epoch of the best validation AUC (the set's own validation cases, or a share of the training cases);"
         " test AUC with case-bootstrap intervals; MLflow experiment transfer-finetune."
     ),
@@ -42,6 +43,7 @@ class FinetuneParams:
     lr: float = 0.0005
     weight_decay: float = 0.0001
     batch_size: int = 64
+    few_label_cases: tuple[int, ...] = (10,)   # also fine-tune on these few-label subsets of the split (as transfer's)
     val_fraction: float = 0.15        # of the training cases, for early stopping on validation AUC (a set's own validation split wins)
     out_dir: Path = Path("reports/finetune")
     seed: int = 0
@@ -74,4 +76,7 @@ def run(args) -> int:
                            device=stage_device(args, params))
     write_headline(metrics, HEADLINE, out_dir / HEADLINE_JSON)
     print("fine-tuned test AUC: " + ", ".join(f"{s} {metrics[f'{s}_test_auc']:.3f}" for s in stage.sources))
+    for n in stage.few_label_cases:
+        if f"{stage.sources[0]}_test_auc_at_{n}_cases" in metrics:
+            print(f"  on {n} training cases: " + ", ".join(f"{s} {metrics[f'{s}_test_auc_at_{n}_cases']:.3f}" for s in stage.sources))
     return 0

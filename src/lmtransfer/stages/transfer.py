@@ -38,7 +38,7 @@ class TransferParams:
 
     boost: BoostConfig = field(default_factory=BoostConfig)
     lm_model: Path = Path("models/lm_cnn_lm60.pt")   # any landmark CNN checkpoint (the lesion set and CIFAR-CNN come from their stages)
-    sources: tuple[str, ...] = ("lm", "cifar", "random", "handcrafted")
+    sources: tuple[str, ...] = ("lm", "lm_native", "cifar", "random", "handcrafted")
     roc_sizes: tuple[int, ...] = (5, 50)
     out_dir: Path = Path("reports/transfer")
     track: bool = True
@@ -86,7 +86,7 @@ def run(args) -> int:
     params, where = everything.transfer, paths(everything, args)
     where = replace(where, lm_model=model_file(where.lm_model))  # a file, or models:/lm-cnn@champion from the registry
     lesions = load_lesion_set(where.lesions)
-    models = load_sources(where.lm_model, where.cifar_model, tuple(params.sources), params.boost.seed)
+    models = load_sources(where.lm_model, where.cifar_model, tuple(params.sources), params.boost.seed, lesions.info.get("native"))
     metrics = run_transfer(lesions, models, params.boost, where.out_dir, everything.compute.threads,
                            make_tracker(params.track), lesion_tags(where), tuple(params.roc_sizes),
                            device=stage_device(args, everything))

@@ -33,7 +33,7 @@ from lmtransfer.transfer.boosting import (
     BoostConfig, auc_by_size, bootstrap_interval, case_bootstrap, paired_difference, split_by_case, staged_scores, weighted_auc,
 )
 from lmtransfer.tracking import Tracker, git_commit, tracked_run
-from lmtransfer.transfer.features import extract_features
+from lmtransfer.transfer.features import extract_features, source_patches
 from lmtransfer.transfer.lesions import LesionSet
 from lmtransfer.transfer.report import (
     plot_auc_curves, plot_few_label, plot_roc, sceptic_verdict, size_key, summary_sizes, write_summary,
@@ -223,7 +223,7 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     features = {}
     for name, model in models.items():
         t = time.perf_counter()
-        features[name] = extract_features(model, lesions.x, threads=threads, device=device, layers=cfg.feature_layers)
+        features[name] = extract_features(model, source_patches(lesions, name), threads=threads, device=device, layers=cfg.feature_layers)
         progress(f"features {name}: {features[name].shape[1]} per patch, {len(lesions.x)} patches ({time.perf_counter() - t:.1f} s)")
     names, n = list(models), cfg.n_weak_learners
     index = lesions.index
@@ -296,21 +296,38 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     return metrics
 
 
+SIZE_BINS_MM = (3.0, 5.0, 7.0, 10.0, 20.0)   # edges of the lesion size bins of the difficulty report
+
+
+def size_bins(size_mm: np.ndarray) -> np.ndarray:
+    """Lesion diameters -> bin names ("<3 mm", "3-5 mm", ..., ">=20 mm"); "" where the size is unknown."""
+    size_mm = np.asarray(size_mm, float)
+    names = [f"<{SIZE_BINS_MM[0]:g} mm"] + [f"{a:g}-{b:g} mm" for a, b in zip(SIZE_BINS_MM[:-1], SIZE_BINS_MM[1:])] + [f">={SIZE_BINS_MM[-1]:g} mm"]
+    out = np.array(names, dtype=object)[np.searchsorted(SIZE_BINS_MM, np.nan_to_num(size_mm, nan=0.0), side="right")]
+    out[~np.isfinite(size_mm)] = ""
+    return out
+
+
 def difficulty_table(fits: dict, jobs: dict, main: dict, index: pd.DataFrame, n: int) -> pd.DataFrame:
-    """How hard each kind of patch is: per source, the AUC of every lesion kind against all normal
-    patches, and of all lesions against each normal (look-alike) kind, at 10 and all weak learners,
-    mean over splits."""
+    """How hard each kind of patch is: per source, the AUC of every lesion kind and every lesion size
+    bin against all normal patches, and of all lesions against each normal (look-alike) kind, at 10
+    and all weak learners, mean over splits."""
     labels, kinds = index["label"].to_numpy(), index["kind"].astype(str).to_numpy()
+    bins = size_bins(index["size_mm"].to_numpy(float) if "size_mm" in index else np.full(len(index), np.nan))
+    groupings = [("lesion", 1, kinds), ("lesion size", 1, bins), ("look-alike", 0, kinds)]
     rows = []
     for name, split_fits in main.items():
-        for side, label in (("lesion", 1), ("look-alike", 0)):
-            for kind in sorted(set(kinds[labels == label])):
+        for side, label, groups in groupings:
+            present = sorted(set(groups[(labels == label) & (groups != "")]))
+            if side == "lesion size":
+                present = [b for b in size_bins(np.r_[0.0, SIZE_BINS_MM]) if b in present]
+            for kind in present:
                 for size in sorted({min(10, n), n}):
                     aucs, counts = [], []
                     for fit in split_fits:
                         test = jobs[fit][1]
-                        y, k = labels[test], kinds[test]
-                        keep = (k == kind) | (y != label)            # this kind against the whole other class
+                        y, k = labels[test], groups[test]
+                        keep = (k == kind) | (y != label)            # this group against the whole other class
                         if len(np.unique(y[keep])) == 2:
                             aucs.append(float(weighted_auc(fits[fit][0][size - 1][keep], y[keep], np.ones((1, int(keep.sum()))))[0]))
                             counts.append(int(((k == kind) & keep).sum()))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from lmtransfer.devices import prepare, to_device, torch_threads
-from lmtransfer.models.checkpoint import load_checkpoint
+from lmtransfer.models.checkpoint import ModelCard, load_checkpoint
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.transfer.handcrafted import HandcraftedSource
 
@@ -19,21 +19,51 @@ def random_cnn(config: dict, seed: int) -> MiniVGG:
     return MiniVGG(**config)
 
 
-SOURCES = ("lm", "cifar", "random", "handcrafted")
+SOURCES = ("lm", "lm_native", "cifar", "random", "handcrafted")
+NATIVE = "_native"   # a source with this suffix reads the lesion set's native patches (LesionSet.native)
 
 
-def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], seed: int) -> dict[str, MiniVGG | HandcraftedSource]:
-    """Feature extractors by name: ``lm`` (landmark CNN), ``cifar`` (CIFAR-CNN), ``random`` (control),
-    ``handcrafted`` (the sceptic's baseline: no network, :mod:`lmtransfer.transfer.handcrafted`)."""
+def check_native(card: ModelCard, native: dict | None, model_path: Path) -> None:
+    """The lesion set's native patches must be cut at the model's own field of view and, for CT, its HU window."""
+    if native is None:
+        raise ValueError("source lm_native: the lesion set has no native patches; set lesion.native_fov_mm to the landmark "
+                         "CNN's field of view (patches.fov_mm) and re-run lesion-patches, or drop lm_native from transfer.sources (a MedMNIST set "
+                         "has no physical field of view to cut at)")
+    if abs(float(native["fov_mm"]) - card.fov_mm) > 1e-6:
+        raise ValueError(f"{model_path}: trained at a {card.fov_mm:g} mm field of view, but the lesion set's native patches are "
+                         f"cut at {float(native['fov_mm']):g} mm (lesion.native_fov_mm)")
+    if "hu_window" in native and tuple(map(float, native["hu_window"])) != card.hu_window:
+        raise ValueError(f"{model_path}: trained on the HU window {list(card.hu_window)}, but the lesion set's native patches use "
+                         f"{native['hu_window']} (native_hu_window of the lesion source)")
+
+
+def source_patches(lesions, name: str) -> np.ndarray:
+    """The patches source ``name`` sees: the native ones for ``*_native`` sources, else the fixed ones."""
+    if name.endswith(NATIVE):
+        if lesions.native is None:
+            raise ValueError(f"source {name}: the lesion set has no native patches (lesion.native_fov_mm is 0)")
+        return lesions.native
+    return lesions.x
+
+
+def load_sources(lm_model: Path, cifar_model: Path, sources: tuple[str, ...], seed: int,
+                 native: dict | None = None) -> dict[str, MiniVGG | HandcraftedSource]:
+    """Feature extractors by name: ``lm`` (landmark CNN), ``lm_native`` (the same network, fed the
+    patches cut at its own field of view and normalisation: ``native`` describes them), ``cifar``
+    (CIFAR-CNN), ``random`` (control), ``handcrafted`` (the sceptic's baseline: no network,
+    :mod:`lmtransfer.transfer.handcrafted`)."""
     models: dict[str, MiniVGG | HandcraftedSource] = {}
     unknown = set(sources) - set(SOURCES)
     if unknown:
         raise ValueError(f"unknown feature sources {sorted(unknown)}; use {', '.join(SOURCES)}")
     for name, path in (("lm", lm_model), ("cifar", cifar_model)):
-        if name in sources:
+        if name in sources or (name == "lm" and "lm" + NATIVE in sources):
             if not Path(path).exists():
                 raise FileNotFoundError(f"{path}: {name} model not found; run `dvc repro` (its stage) first")
-            models[name] = load_checkpoint(Path(path))[0]
+            models[name], card = load_checkpoint(Path(path))
+            if name == "lm" and "lm" + NATIVE in sources:
+                check_native(card, native, Path(path))
+                models["lm" + NATIVE] = models[name]
     if "random" in sources:
         # the control has the architecture of the networks it controls for, asked for or not
         reference = next(iter(models.values()), None)

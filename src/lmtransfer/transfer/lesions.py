@@ -3,8 +3,10 @@
 Every source (the MRA phantom, a MedMNIST 3D file, a LUNA16-style folder) ends as the same
 :class:`LesionSet`: patches already mapped to [-1, 1] (the CNN's input range), and an index with
 the case, label, variant (0 = the exact patch; 1.. = jittered and rotated copies, training only),
-the kind of centre and its position in LPS mm. The patches are cut by the same
-:class:`~lmtransfer.sampling.sampler.LandmarkSampler` as the landmark patches.
+the kind of centre and its position in LPS mm, and the lesion's size where the source knows it.
+The patches are cut by the same :class:`~lmtransfer.sampling.sampler.LandmarkSampler` as the
+landmark patches. A set may also hold the same patches cut at the landmark CNN's own field of view
+and normalisation (``native``), for the fair-input ablation.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from lmtransfer.sampling.planes import PatchSpec
 from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler, collate
 
 INDEX_COLUMNS = ["case", "label", "variant", "kind", "x_lps_mm", "y_lps_mm", "z_lps_mm", "fixed_split"]
+SIZE_COLUMN = "size_mm"   # lesion diameter, mm; empty for normal patches and for sources that do not know it
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class LesionPatchConfig:
     rotation_deg: float = 15.0
     intensity_percentiles: tuple[float, float] = (0.5, 99.99)  # per-volume MR window -> [-1, 1]
     seed: int = 0
+    native_fov_mm: float = 0.0           # > 0: also cut every patch at this field of view (the landmark CNN's own)
+
+    def __post_init__(self) -> None:
+        if not self.fov_mm > 0 or self.native_fov_mm < 0:
+            raise ValueError(f"lesion.fov_mm must be > 0 and lesion.native_fov_mm >= 0, got {self.fov_mm}, {self.native_fov_mm}")
 
     @property
     def spec(self) -> PatchSpec:
@@ -54,15 +62,22 @@ class LesionPatchConfig:
 
 @dataclass
 class LesionSet:
-    """Patches ``x`` (n, 3, P, P) float32 in [-1, 1] and their ``index`` (see :data:`INDEX_COLUMNS`)."""
+    """Patches ``x`` (n, 3, P, P) float32 in [-1, 1] and their ``index`` (see :data:`INDEX_COLUMNS`,
+    plus :data:`SIZE_COLUMN`); optionally ``native``: the same centres cut at the landmark CNN's field
+    of view and normalisation (described in ``info["native"]``)."""
 
     x: np.ndarray
     index: pd.DataFrame
     info: dict
+    native: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.index):
             raise ValueError(f"{len(self.x)} patches but {len(self.index)} index rows")
+        if self.native is not None and self.native.shape != self.x.shape:
+            raise ValueError(f"native patches {self.native.shape} differ from the patches {self.x.shape}")
+        if SIZE_COLUMN not in self.index:
+            self.index = self.index.assign(**{SIZE_COLUMN: np.nan})
 
     @property
     def cases(self) -> list[str]:
@@ -83,6 +98,11 @@ def save_lesion_set(lesions: LesionSet, out_dir: Path) -> Path:
     tmp = out_dir / ".tmp_patches.npy"
     np.save(tmp, lesions.x.astype(np.float32, copy=False))
     os.replace(tmp, out_dir / "patches.npy")
+    if lesions.native is not None:
+        np.save(tmp, lesions.native.astype(np.float32, copy=False))
+        os.replace(tmp, out_dir / "patches_native.npy")
+    else:
+        (out_dir / "patches_native.npy").unlink(missing_ok=True)
     lesions.index.to_csv(out_dir / "index.csv", index=False, float_format="%.3f")
     (out_dir / "summary.json").write_text(json.dumps({**lesions.summary(), **lesions.info}, indent=1) + "\n")
     return out_dir
@@ -93,14 +113,20 @@ def load_lesion_set(out_dir: Path) -> LesionSet:
     if not (out_dir / "patches.npy").exists():
         raise FileNotFoundError(f"{out_dir}: no lesion patches; run `lmtransfer lesion-patches` first")
     index = pd.read_csv(out_dir / "index.csv", keep_default_na=False)
+    if SIZE_COLUMN in index:
+        index[SIZE_COLUMN] = pd.to_numeric(index[SIZE_COLUMN].replace("", np.nan), errors="raise")
     info = json.loads((out_dir / "summary.json").read_text())
-    return LesionSet(np.load(out_dir / "patches.npy", mmap_mode="r"), index, info)
+    native = out_dir / "patches_native.npy"
+    return LesionSet(np.load(out_dir / "patches.npy", mmap_mode="r"), index, info,
+                     np.load(native, mmap_mode="r") if native.exists() else None)
 
 
 def set_hash(out_dir: Path) -> str:
     """Content hash of a saved lesion set (patches and index), for run provenance."""
     digest = hashlib.sha256()
-    for name in ("index.csv", "patches.npy"):
+    for name in ("index.csv", "patches.npy", "patches_native.npy"):
+        if name == "patches_native.npy" and not (Path(out_dir) / name).exists():
+            continue
         with open(Path(out_dir) / name, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(chunk)
@@ -136,6 +162,20 @@ def cut_patches(image: tio.ScalarImage, centres_lps_mm: np.ndarray, copies: np.n
     return np.concatenate(planes), np.concatenate(centres), np.concatenate(variants), np.concatenate(sources)
 
 
+def cut_both(image: tio.ScalarImage, centres_lps_mm: np.ndarray, copies: np.ndarray, cfg: LesionPatchConfig, seed: int,
+             fill_value: float) -> tuple[tuple[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`cut_patches` at ``cfg.fov_mm`` and, when ``cfg.native_fov_mm`` is set, again at that
+    field of view with the same draws (same centres, jitter in mm and rotations): ((raw planes,
+    raw native planes or None), (centres used, variants, source centre index))."""
+    planes, used, variants, source = cut_patches(image, centres_lps_mm, copies, cfg, seed, fill_value)
+    native = None
+    if cfg.native_fov_mm:
+        native, used_native, _, _ = cut_patches(image, centres_lps_mm, copies, replace(cfg, fov_mm=cfg.native_fov_mm), seed, fill_value)
+        if not np.allclose(used, used_native):
+            raise RuntimeError("the native patches were cut around other centres than the fixed ones")
+    return (planes, native), (used, variants, source)
+
+
 def _sites_and_ridge(volume_ijk: np.ndarray, mask_ijk: np.ndarray, geometry: Geometry, meta: dict):
     """Vessel voxels that are local intensity maxima (near the centreline), in LPS mm, and the tree's sites on the mask."""
     ridge = mask_ijk & (volume_ijk >= ndimage.maximum_filter(volume_ijk, size=3))
@@ -167,7 +207,7 @@ def phantom_case_patches(image_path: Path, mask_path: Path, meta: dict, cfg: Les
     rng = np.random.default_rng(seed)
     aneurysms = meta.get("aneurysm_list", [])
     lesion_lps = np.array([a["centre_lps_mm"] for a in aneurysms]).reshape(-1, 3)
-    radii = np.array([a["radius_mm"] for a in aneurysms])
+    radii = np.array([a["radius_mm"] for a in aneurysms], dtype=float)
     inside = geometry.contains_index(geometry.lps_to_index(lesion_lps)) if len(lesion_lps) else np.zeros(0, bool)
     lesion_lps, radii = lesion_lps[inside], radii[inside]
 
@@ -206,17 +246,44 @@ def phantom_case_patches(image_path: Path, mask_path: Path, meta: dict, cfg: Les
     centres = np.vstack([lesion_lps, site_lps[pick_sites], ridge_pick])
     labels = np.r_[np.ones(len(lesion_lps), int), np.zeros(len(pick_sites) + len(ridge_pick), int)]
     kinds = ["aneurysm"] * len(lesion_lps) + [sites[i]["kind"] for i in pick_sites] + ["vessel"] * len(ridge_pick)
+    sizes = np.r_[2 * radii, np.full(len(centres) - len(radii), np.nan)]
     copies = np.where(labels == 1, cfg.positive_copies, 0)
-    planes, used, variants, source = cut_patches(image, centres, copies, cfg, seed, fill_value=0.0)
     low, high = np.percentile(volume, cfg.intensity_percentiles)
+    # MR has no absolute scale: the native patches keep the per-volume window, only the field of view is the CNN's
+    (planes, native), (used, variants, source) = cut_both(image, centres, copies, cfg, seed, fill_value=0.0)
     rows = pd.DataFrame({"case": meta["case"], "label": labels[source], "variant": variants, "kind": np.array(kinds, dtype=object)[source],
-                         "x_lps_mm": used[:, 0], "y_lps_mm": used[:, 1], "z_lps_mm": used[:, 2], "fixed_split": ""})
-    return window(planes, float(low), float(high)), rows
+                         "x_lps_mm": used[:, 0], "y_lps_mm": used[:, 1], "z_lps_mm": used[:, 2], "fixed_split": "",
+                         SIZE_COLUMN: sizes[source]})
+    return window(planes, float(low), float(high)), (None if native is None else window(native, float(low), float(high))), rows
 
 
 def _case_job(args):
-    case, image_path, mask_path, meta, cfg, seed = args
-    return case, *phantom_case_patches(image_path, mask_path, meta, cfg, seed)
+    image_path, mask_path, meta, cfg, seed = args
+    return phantom_case_patches(image_path, mask_path, meta, cfg, seed)
+
+
+def map_cases(job, jobs: list, workers: int, desc: str, progress: bool) -> list:
+    """``job(args)`` for every entry of ``jobs``, in ``workers`` spawned processes (torch's thread pools
+    do not survive a fork), with a progress bar; the results in the order of ``jobs``."""
+    results = []
+    with tqdm(total=len(jobs), desc=desc, unit="case", disable=not progress) as bar:
+        if workers > 1 and len(jobs) > 1:
+            with process_pool(workers, multiprocessing.get_context("spawn")) as pool:
+                for result in pool.map(job, jobs):
+                    results.append(result)
+                    bar.update()
+        else:
+            for args in jobs:
+                results.append(job(args))
+                bar.update()
+    return results
+
+
+def join_cases(parts: list[tuple[np.ndarray, np.ndarray | None, pd.DataFrame]], info: dict) -> LesionSet:
+    """One lesion set from every case's (patches, native patches or None, index rows)."""
+    native = [n for _, n, _ in parts]
+    return LesionSet(np.concatenate([x for x, _, _ in parts]), pd.concat([rows for _, _, rows in parts], ignore_index=True),
+                     info, None if native[0] is None else np.concatenate(native))
 
 
 def phantom_lesion_set(phantom_dir: Path, vessel_dir: Path, cfg: LesionPatchConfig, workers: int = 1, progress: bool = True) -> LesionSet:
@@ -233,21 +300,8 @@ def phantom_lesion_set(phantom_dir: Path, vessel_dir: Path, cfg: LesionPatchConf
         if not mask_path.exists():
             raise FileNotFoundError(f"{mask_path}: no vessel mask for {case}; run `lmtransfer vessels` first")
         seed = int(hashlib.sha256(f"{cfg.seed}:{case}".encode()).hexdigest()[:8], 16)
-        jobs.append((case, phantom_dir / "images" / f"{case}.nii.gz", mask_path, meta, cfg, seed))
-    results = {}
-    bar = tqdm(total=len(jobs), desc="lesion patches", unit="case", disable=not progress)
-    if workers > 1 and len(jobs) > 1:
-        with process_pool(workers, multiprocessing.get_context("spawn")) as pool:
-            for case, x, rows in pool.map(_case_job, jobs):
-                results[case] = (x, rows)
-                bar.update()
-    else:
-        for job in jobs:
-            case, x, rows = _case_job(job)
-            results[case] = (x, rows)
-            bar.update()
-    bar.close()
-    order = sorted(results)
-    x = np.concatenate([results[c][0] for c in order])
-    index = pd.concat([results[c][1] for c in order], ignore_index=True)[INDEX_COLUMNS]
-    return LesionSet(x, index, {"source": "phantom_mra", "settings": asdict(cfg)})
+        jobs.append((phantom_dir / "images" / f"{case}.nii.gz", mask_path, meta, cfg, seed))
+    info = {"source": "phantom_mra", "settings": asdict(cfg)}
+    if cfg.native_fov_mm:
+        info["native"] = {"fov_mm": cfg.native_fov_mm, "normalisation": f"per-volume percentiles {list(cfg.intensity_percentiles)} (MR)"}
+    return join_cases(map_cases(_case_job, jobs, workers, "lesion patches", progress), info)

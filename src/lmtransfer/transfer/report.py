@@ -10,9 +10,9 @@ import pandas as pd
 
 from lmtransfer.figures import subplots
 
-LABELS = {"lm": "LM-CNN (landmarks)", "cifar": "CIFAR-CNN (natural images)", "random": "random CNN (no pre-training)",
+LABELS = {"lm": "LM-CNN (landmarks)", "lm_native": "LM-CNN, its own field of view (native)", "cifar": "CIFAR-CNN (natural images)", "random": "random CNN (no pre-training)",
           "handcrafted": "hand-crafted features (no network)"}
-COLOURS = {"lm": "tab:red", "cifar": "tab:blue", "random": "tab:gray", "handcrafted": "tab:green"}
+COLOURS = {"lm": "tab:red", "lm_native": "tab:orange", "cifar": "tab:blue", "random": "tab:gray", "handcrafted": "tab:green"}
 SCEPTIC_MARGIN = 0.02   # hand-crafted features this close to the best CNN: the task does not tell features apart
 
 
@@ -181,7 +181,7 @@ def write_summary(path: Path, metrics: dict, points: dict, paired: pd.DataFrame,
         size = int(difficulty["weak_learners"].min())
         part = difficulty[difficulty["weak_learners"] == size]
         lines += ["", f"## Difficulty: AUC per kind at {size} weak learners (lesion kinds against all normal patches, "
-                      "look-alike kinds against all lesions; lower is harder)", "",
+                      "lesion size bins likewise, look-alike kinds against all lesions; lower is harder)", "",
                   "| side | kind | test patches per split | " + " | ".join(names) + " |", "| --- | --- | --- |" + " --- |" * len(names)]
         for (side, kind), rows in part.groupby(["side", "kind"], sort=False):
             rows = rows.set_index("source")

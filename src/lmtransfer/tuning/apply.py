@@ -63,6 +63,15 @@ def set_values(path: Path, updates: dict[str, object]) -> dict[str, tuple[object
     return changes
 
 
+NATIVE_FOV_KEY = "lesion.native_fov_mm"   # the lesion set's native patches follow the landmark CNN's field of view
+
+
 def apply_best(path: Path, best_params: dict) -> dict[str, tuple[object, object]]:
-    """Write the study's best parameters to their ``params.yaml`` keys."""
-    return set_values(path, {PARAM_KEYS[k]: v for k, v in best_params.items() if k in PARAM_KEYS})
+    """Write the study's best parameters to their ``params.yaml`` keys; a new field of view also goes
+    to ``lesion.native_fov_mm`` when native patches are cut (non-zero), so they stay the CNN's own."""
+    updates = {PARAM_KEYS[k]: v for k, v in best_params.items() if k in PARAM_KEYS}
+    if "fov_mm" in best_params:
+        section, key = NATIVE_FOV_KEY.split(".")
+        if (yaml.safe_load(Path(path).read_text()) or {}).get(section, {}).get(key):
+            updates[NATIVE_FOV_KEY] = best_params["fov_mm"]
+    return set_values(path, updates)
