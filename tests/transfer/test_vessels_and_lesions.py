@@ -95,3 +95,18 @@ def test_lesion_patches_on_extracted_vessels(mra, tmp_path):
 def test_missing_vessel_mask_is_named(mra, tmp_path):
     with pytest.raises(FileNotFoundError, match="case_000.nii.gz"):
         phantom_lesion_set(mra / "phantom", tmp_path / "nothing", LesionPatchConfig(), progress=False)
+
+
+def test_no_leak_into_the_scalp_where_the_field_of_view_cuts_the_head():
+    """Case 19 of the default phantom: the head is wider than the 150 mm field of view, so the scalp fat
+    (as bright as slow blood on TOF) reaches the array's sides; the growth once leaked into it (Dice 0.37)."""
+    import SimpleITK as sitk
+
+    from lmtransfer.phantoms.head_mra import LABELS, render_case
+
+    case = render_case(19, PhantomMRAConfig())
+    labels = sitk.GetArrayFromImage(case.labels)
+    assert (labels[:, :, [0, -1]] == LABELS["scalp_fat"]).any()       # the field of view does cut the scalp
+    mask, _ = extract_vessels(sitk.GetArrayFromImage(case.image), case.image.GetSpacing())
+    assert not (mask & (labels == LABELS["scalp_fat"])).any()
+    assert dice(mask, labels >= LABELS["vessel"]) > 0.8

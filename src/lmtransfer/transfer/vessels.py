@@ -73,7 +73,8 @@ def vesselness(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig, where: np
 
 
 def head_mask(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig) -> np.ndarray:
-    """Inside of the head minus a margin: the largest bright region, holes filled, eroded by ``head_margin_mm``."""
+    """Inside of the head minus a margin: the largest bright region, holes filled, eroded by ``head_margin_mm``
+    from its surface and from the in-plane edges of the field of view."""
     sp = np.asarray(spacing_xyz, float)[::-1]
     smooth = ndimage.gaussian_filter(volume_zyx.astype(np.float32), 2.0 / sp)
     body = smooth > cfg.head_threshold_fraction * float(np.percentile(smooth, 99))
@@ -82,7 +83,9 @@ def head_mask(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig) -> np.ndar
         raise ValueError("no head found: the volume has no bright region")
     body = labels == 1 + int(np.argmax(ndimage.sum(body, labels, range(1, n + 1))))
     body = np.stack([ndimage.binary_fill_holes(s) for s in body])  # slab: fill per axial slice
-    distance = ndimage.distance_transform_edt(body, sampling=sp)
+    # a head wider than the in-plane field of view is cut at the array's sides: those count as outside (or
+    # the scalp fat there is "deep inside" and bright enough to grow into); the slab's own top and bottom do not
+    distance = ndimage.distance_transform_edt(np.pad(body, ((0, 0), (1, 1), (1, 1))), sampling=sp)[:, 1:-1, 1:-1]
     return distance > cfg.head_margin_mm
 
 
