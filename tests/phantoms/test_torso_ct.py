@@ -151,3 +151,17 @@ def test_warp_inverse_round_trip():
     qx, qy, qz = warp.canonical_grid(points[:5, 0], points[:5, 1], points[:5, 2])
     diag = np.stack([qx[np.arange(5), np.arange(5), np.arange(5)], qy[np.arange(5), np.arange(5), np.arange(5)], qz[np.arange(5), np.arange(5), np.arange(5)]], axis=1)
     np.testing.assert_allclose(diag, warp.canonical(points[:5]), atol=1e-3)
+
+
+def test_testing_only_the_promised_tissues_paints_the_same_voxels(monkeypatch):
+    """The body outlines are painted testing only the voxels their ``within`` hint names (each inset
+    outline lies inside the one before): the labels must be those of testing every voxel of the box."""
+    from lmtransfer.phantoms.torso_anatomy import PaintOp
+
+    cfg = PhantomCTConfig(spacing_inplane_mm=3.0, slice_mm_choices=(3.0,), slice_mm_weights=(1.0,))
+    for index in (0, 1):
+        hinted = sitk.GetArrayFromImage(render_case(index, cfg).labels)
+        with monkeypatch.context() as patch:
+            patch.setattr(PaintOp, "tested_on", lambda op: op.only_on)   # the renderer before the hints
+            every = sitk.GetArrayFromImage(render_case(index, cfg).labels)
+        assert np.array_equal(hinted, every)

@@ -51,11 +51,22 @@ SIDES = {"L": 1.0, "R": -1.0}  # patient's left is +x in LPS
 
 @dataclass
 class PaintOp:
-    """Set voxels inside ``shape`` to ``tissue`` (only where they currently hold ``only_on``, if given)."""
+    """Set voxels inside ``shape`` to ``tissue`` (only where they currently hold ``only_on``, if given).
+
+    ``within``: the builder's promise that the shape lies inside the voxels holding these tissues
+    when it is painted, so the renderer tests only those (the same labels, far fewer points).
+    """
 
     shape: Shape
     tissue: Tissue
     only_on: tuple[Tissue, ...] | None = None
+    within: tuple[Tissue, ...] | None = None
+
+    def tested_on(self) -> tuple[Tissue, ...] | None:
+        """The tissues whose voxels need the inside test (None: every voxel of the box)."""
+        if self.only_on is None or self.within is None:
+            return self.only_on if self.within is None else self.within
+        return tuple(t for t in self.only_on if t in self.within)
 
 
 @dataclass
@@ -94,9 +105,10 @@ class TorsoBuilder:
     def jitter(self, sd: float, n: int = 3) -> np.ndarray:
         return self.rng.normal(0.0, sd, n)
 
-    def paint(self, shape: Shape | list[Shape], tissue: Tissue, only_on: tuple[Tissue, ...] | None = None) -> None:
+    def paint(self, shape: Shape | list[Shape], tissue: Tissue, only_on: tuple[Tissue, ...] | None = None,
+              within: tuple[Tissue, ...] | None = None) -> None:
         for s in shape if isinstance(shape, list) else [shape]:
-            self.ops.append(PaintOp(s, tissue, only_on))
+            self.ops.append(PaintOp(s, tissue, only_on, within))
 
     def bone_tube(self, points: np.ndarray, radius: float, inner: Tissue = Tissue.MARROW, cortex_mm: float = 1.3) -> None:
         self.paint(tube(points, radius), Tissue.CORTICAL_BONE)
@@ -252,15 +264,16 @@ class TorsoBuilder:
         self.dome_k = 130.0 * self.s_wid
         self.z_diaphragm_low = self.dome_l[2] - 140.0
         self.paint(Region(lo, hi, lambda x, y, z: self.inside_outline(x, y, z)), Tissue.FAT)
-        self.paint(Region(lo, hi, lambda x, y, z: self.inside_outline(x, y, z, self.fat_mm(z))), Tissue.MUSCLE)
+        # each outline moved inwards lies inside the one before (insets >= 0), so each is tested only there
+        self.paint(Region(lo, hi, lambda x, y, z: self.inside_outline(x, y, z, self.fat_mm(z))), Tissue.MUSCLE, within=(Tissue.FAT,))
         thorax_lo = np.array([lo[0], lo[1], self.z_diaphragm_low])
         abdomen_hi = np.array([hi[0], hi[1], z_r + 2])
         below = lambda x, y, z: self.inside_cavity(x, y, z) & (z <= self.diaphragm_z(x, y))
-        self.paint(Region(lo, abdomen_hi, below), Tissue.ABDOMEN)
+        self.paint(Region(lo, abdomen_hi, below), Tissue.ABDOMEN, within=(Tissue.MUSCLE,))
         above = lambda x, y, z: self.inside_cavity(x, y, z) & (z > self.diaphragm_z(x, y))
-        self.paint(Region(thorax_lo, hi, above), Tissue.SOFT)
+        self.paint(Region(thorax_lo, hi, above), Tissue.SOFT, within=(Tissue.MUSCLE,))   # disjoint from the abdomen
         shell = lambda x, y, z: self.inside_cavity(x, y, z) & (np.abs(z - self.diaphragm_z(x, y) + 2.5) <= 2.5)
-        self.paint(Region(thorax_lo, abdomen_hi, shell), Tissue.MUSCLE)
+        self.paint(Region(thorax_lo, abdomen_hi, shell), Tissue.MUSCLE, within=(Tissue.MUSCLE, Tissue.ABDOMEN, Tissue.SOFT))
 
     def _thorax(self) -> None:
         lo, hi = np.array([-260.0, -260.0, -600.0]), np.array([260.0, 260.0, 200.0])
@@ -302,7 +315,9 @@ class TorsoBuilder:
                 self.inside_outline(x, y, z, self.fat_mm(z))
             )
 
-        self.paint(Region(lo, hi, paraspinal), Tissue.MUSCLE)
+        # inside the muscle outline, which so far holds only these tissues
+        self.paint(Region(lo, hi, paraspinal), Tissue.MUSCLE,
+                   within=(Tissue.MUSCLE, Tissue.ABDOMEN, Tissue.SOFT, Tissue.LUNG, Tissue.MEDIASTINUM))
         for side in SIDES.values():
             pts = np.array([
                 [side * (self.a[13] + 4), self.y_c[13] + 2, self.z_c[13]],

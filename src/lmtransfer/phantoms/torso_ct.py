@@ -100,10 +100,13 @@ def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:
     for op, sl in zip(anatomy.ops, boxes):
         if sl is None:
             continue
-        mask = op.shape.contains(qx[sl], qy[sl], qz[sl])
-        if op.only_on is not None:
-            mask &= np.isin(labels[sl], np.array(op.only_on, dtype=np.uint8))
-        labels[sl][mask] = op.tissue
+        region, tested = labels[sl], op.tested_on()
+        if tested is None:
+            mask = op.shape.contains(qx[sl], qy[sl], qz[sl])
+        else:  # the inside tests are pointwise: only the voxels that may change are tested
+            mask = np.isin(region, np.array(tested, dtype=np.uint8))
+            mask[mask] = op.shape.contains(qx[sl][mask], qy[sl][mask], qz[sl][mask])
+        region[mask] = op.tissue
     del qx, qy, qz
 
     hu, noise_hu = _intensities(labels, spacing, anatomy.phase, rng, cfg)
