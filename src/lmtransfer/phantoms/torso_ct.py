@@ -101,8 +101,10 @@ def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:
         if sl is None:
             continue
         region, tested = labels[sl], op.tested_on()
-        if tested is None:
+        if tested is None:  # every voxel of the box
             mask = op.shape.contains(qx[sl], qy[sl], qz[sl])
+            if op.only_on is not None:
+                mask &= np.isin(region, np.array(op.only_on, dtype=np.uint8))
         else:  # the inside tests are pointwise: only the voxels that may change are tested
             mask = np.isin(region, np.array(tested, dtype=np.uint8))
             mask[mask] = op.shape.contains(qx[sl][mask], qy[sl][mask], qz[sl][mask])
