@@ -177,10 +177,11 @@ def _blood(tree: ArteryTree, aneurysms: list[Aneurysm], axes, spacing, rng) -> t
     # candidate band: voxels within (largest radius + 2 mm) of a centreline point
     ijk = np.rint((points - low) / spacing).astype(int)
     inside = np.all((ijk >= 0) & (ijk < np.array([len(a) for a in axes])), axis=1)
-    band = np.zeros(shape, dtype=bool)
-    band[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]] = True
+    centreline = np.ones(shape, dtype=bool)
+    centreline[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]] = False
     reach = float(radii.max() + 2.0)
-    band = ndimage.binary_dilation(band, structure=_ellipsoid_element(reach, spacing))
+    # the voxels within ``reach`` mm of a centreline voxel (a distance map: several times faster than dilating)
+    band = ndimage.distance_transform_edt(centreline, sampling=spacing[::-1]) <= reach
     kz, ky, kx = np.nonzero(band)
     voxels = np.column_stack([axes[0][kx], axes[1][ky], axes[2][kz]])
     distance, nearest = cKDTree(points).query(voxels, k=4)
@@ -227,12 +228,6 @@ def _blood(tree: ArteryTree, aneurysms: list[Aneurysm], axes, spacing, rng) -> t
     # linear partial-volume ramp over one voxel across the wall
     lumen = np.clip(0.5 - sdf / float(np.mean(spacing)), 0.0, 1.0)
     return lumen, signal, is_aneurysm
-
-
-def _ellipsoid_element(radius_mm: float, spacing) -> np.ndarray:
-    half = np.ceil(radius_mm / spacing).astype(int)  # (x, y, z)
-    z, y, x = np.ogrid[-half[2] : half[2] + 1, -half[1] : half[1] + 1, -half[0] : half[0] + 1]
-    return (x * spacing[0]) ** 2 + (y * spacing[1]) ** 2 + (z * spacing[2]) ** 2 <= radius_mm**2
 
 
 def write_case(case: MRACase, out_dir: Path, fingerprint: str) -> CasePaths:
