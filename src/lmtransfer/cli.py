@@ -11,6 +11,7 @@ import threading
 import traceback
 
 from lmtransfer import __version__
+from lmtransfer.memory import keep_freed_memory
 
 # the stage modules under lmtransfer.stages, in the order `lmtransfer --help` lists them (kept here, not in
 # the stages package, so that adding a subcommand changes no file a DVC stage depends on)
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from lmtransfer.transfer.cifar import CifarSourceError
 
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # large temporaries reuse the heap instead of fresh zeroed pages (lmtransfer.memory)
     previous = None
     if threading.current_thread() is threading.main_thread():
         # `kill` and DVC's cancel send SIGTERM: unwind like Ctrl-C, so runs are closed as KILLED
