@@ -15,6 +15,8 @@
 - real size: a clinical-size (519 x 429 x 595) copy of the shared real CT and its segmentation
   through landmark derivation, ingest, patch cutting and detection, seconds and peak memory per step
   (bench_real_size.py).
+- allocator: one phantom case with glibc's defaults vs freed memory kept (the CLI's setting),
+  system time, page faults and peak memory (bench_allocator.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_allocator  # noqa: E402
 import bench_boosting  # noqa: E402
 import bench_detection  # noqa: E402
 import bench_memory  # noqa: E402
@@ -97,6 +100,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    print()
+    bench_allocator.main()
     print()
     bench_sampler.main()
     print()
