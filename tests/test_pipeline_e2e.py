@@ -92,7 +92,8 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     nodules = pd.read_csv(project / "data" / "nodule_patches" / "index.csv")
     assert nodules["case"].str.startswith("lung_").all() and nodules["label"].sum() > 0
     finetuned = pd.read_csv(project / "reports" / "finetune" / "finetune.csv")
-    assert finetuned["source"].tolist() == ["lm", "cifar", "scratch"]
+    assert finetuned["source"].tolist() == ["lm", "cifar", "scratch"] * 2   # the split's training set, then its 3-case subset
+    assert finetuned["train_cases"].tolist()[3:] == [3, 3, 3] and (finetuned["train_cases"][:3] > 3).all()
     detection = json.loads((project / "reports" / "detection" / "metrics.json").read_text())
     assert detection["cases"] == 1 and detection["landmark_kinds"] == 60 and 0 <= detection["detection_rate"] <= 1
     assert detection["landmarks_present"] + detection["landmarks_absent"] == 60
