@@ -38,6 +38,19 @@ def test_detector_finds_known_blobs_and_reports_the_absent_kind(direction):
     assert result.patches_scored > 0 and result.seconds > 0
 
 
+def test_screening_scores_a_fraction_of_the_grid_and_finds_the_same_landmarks():
+    image = toy_ct()
+    volume, geometry = sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image)
+    results = {factor: LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(coarse_step_mm=4.0, screen_factor=factor,
+                                                                               threads=1, batch_size=100)).detect(volume, geometry, progress=False)
+               for factor in (1, 2)}
+    full, screened = results[1], results[2]
+    pd.testing.assert_frame_equal(screened.table, full.table, atol=1e-6)
+    refinement = 26 * 3 * 3 * 3
+    # the screening lattice is an eighth of the grid; only the neighbourhoods of the two blobs are added
+    assert screened.patches_scored - refinement < 0.5 * (full.patches_scored - refinement)
+
+
 def test_detector_refuses_a_model_without_background(tmp_path):
     from lmtransfer.models.checkpoint import save_checkpoint
     from lmtransfer.models.mini_vgg import MiniVGG

@@ -4,7 +4,13 @@ The CNN was trained to name the landmark at the centre of a 2.5D patch (or "back
 Detection turns that around: patches are cut at candidate centres inside the body, and for each
 landmark kind the centre with the highest probability of that kind wins.
 
-1. Coarse pass: a regular grid (``coarse_step_mm``) over the body mask.
+1. Coarse pass: a regular grid (``coarse_step_mm``) over the body mask. Optionally screened first
+   (``screen_factor`` > 1): every ``screen_factor``-th point along each axis is scored, and the rest
+   of the grid only within ``screen_reach`` grid steps of the ``screen_top`` best screening points
+   of each kind. Off by default: on three phantom test cases, factor 2 with the top 24 scored 41k
+   patches instead of 86k (2.1x faster), but 6 % of the kinds moved (median error 4.7 -> 5.1 mm,
+   90th percentile 83 -> 111 mm, no shape check): this classifier's answer is too narrow for a
+   16 mm lattice to find every kind's peak.
 2. For every kind, the ``candidates`` best grid points (kept apart by two grid steps) are
    refined: each moves to the best of its 26 neighbours at each of ``refine_steps_mm``.
 3. Without a shape model, each kind takes its most probable candidate. With one
@@ -31,6 +37,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -56,6 +63,9 @@ class DetectConfig:
     """How the volume is searched; units in mm, probabilities in [0, 1]."""
 
     coarse_step_mm: float = 8.0
+    screen_factor: int = 1
+    screen_top: int = 8
+    screen_reach: int = 1
     refine_steps_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
     candidates: int = 3
     min_probability: float = 0.5
@@ -70,8 +80,8 @@ class DetectConfig:
     def __post_init__(self) -> None:
         if self.coarse_step_mm <= 0 or any(s <= 0 for s in self.refine_steps_mm):
             raise ValueError("detect: coarse_step_mm and refine_steps_mm must be positive")
-        if self.candidates < 1 or self.batch_size < 1 or self.threads < 1:
-            raise ValueError("detect: candidates, batch_size and threads must be at least 1")
+        if self.candidates < 1 or self.batch_size < 1 or self.threads < 1 or min(self.screen_factor, self.screen_top, self.screen_reach) < 1:
+            raise ValueError("detect: candidates, batch_size, threads and the screen_* settings must be at least 1")
         if not 0.0 <= self.min_probability <= 1.0:
             raise ValueError(f"detect: min_probability must lie in [0, 1], got {self.min_probability}")
 
@@ -143,12 +153,13 @@ class LandmarkDetector:
         with torch_threads(cfg.threads), bar:
             body = body_mask(volume, geometry, cfg.body_hu, cfg.body_margin_mm)
             grid = grid_points(geometry, cfg.coarse_step_mm)
-            grid = grid[body.contains(grid)]
+            cells = np.rint((grid - grid[0]) / cfg.coarse_step_mm).astype(int)  # lattice index of each point
+            inside = body.contains(grid)
+            grid, cells = grid[inside], cells[inside]
             if len(grid) == 0:
                 raise ValueError(f"{name}: no grid point falls inside the body")
-            bar.total = len(grid) + self._refinement_patches()
             scorer = _Scorer(self, volume, geometry, bar)
-            coarse = scorer(grid)
+            grid, coarse = self._coarse(scorer, grid, cells)
             owners, candidates, peaks = self._refine(scorer, grid, coarse)
         positions, best, inconsistency, found = self._choose(owners, candidates, peaks, geometry)
         names = [self.class_names[c] for c in self.landmarks]
@@ -165,6 +176,26 @@ class LandmarkDetector:
 
     def _refinement_patches(self) -> int:
         return 26 * len(self.landmarks) * self.config.candidates * len(self.config.refine_steps_mm)
+
+    def _coarse(self, scorer: _Scorer, grid: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The grid points scored (m, 3) and their class probabilities (m, classes): the screening
+        lattice, then the full grid next to each kind's best screening points."""
+        factor, bar = self.config.screen_factor, scorer.bar
+        if factor == 1:
+            bar.total = len(grid) + self._refinement_patches()
+            return grid, scorer(grid)
+        screen = np.all(cells % factor == 0, axis=1)
+        bar.total = int(screen.sum()) + self._refinement_patches()
+        first = scorer(grid[screen])
+        top = min(self.config.screen_top, len(first))
+        best = np.argpartition(-first[:, self.landmarks], top - 1, axis=0)[:top]  # (top, kinds) rows of the screen
+        lattice = np.zeros(cells.max(axis=0) + 1, dtype=bool)
+        lattice[tuple(cells[screen][np.unique(best)].T)] = True
+        near = ndimage.maximum_filter(lattice, size=2 * self.config.screen_reach + 1, mode="constant")
+        rest = ~screen & near[tuple(cells.T)]
+        bar.total += int(rest.sum())
+        bar.refresh()
+        return np.concatenate([grid[screen], grid[rest]]), np.concatenate([first, scorer(grid[rest])])
 
     def _refine(self, scorer: _Scorer, grid: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidates after the refinement steps: owner kind (m,), position (m, 3), probability (m,)."""
