@@ -76,7 +76,7 @@ def main() -> None:
     seconds_two, _ = run(det, full)
     print(f"  network threads: 1 -> {seconds_one:.2f} s, 2 -> {seconds_two:.2f} s (speed-up {seconds_one / seconds_two:.2f}x; "
           "patches are cut in a helper thread in both, so one network thread already keeps two cores busy)")
-    screened = LandmarkDetector(det.model, det.card, replace(default_cfg, screen_factor=2, screen_top=24))
+    screened = LandmarkDetector(det.model, det.card, replace(default_cfg, screen_factor=2))
     screened.shape = det.shape
     volume, geometry = sitk.GetArrayFromImage(full).T, Geometry.from_sitk(full)
     whole, lattice = (d.detect(volume, geometry, progress=False) for d in (det, screened))

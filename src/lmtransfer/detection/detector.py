@@ -64,7 +64,7 @@ class DetectConfig:
 
     coarse_step_mm: float = 8.0
     screen_factor: int = 1
-    screen_top: int = 8
+    screen_top: int = 24
     screen_reach: int = 1
     refine_steps_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
     candidates: int = 3
