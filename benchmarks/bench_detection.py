@@ -82,7 +82,7 @@ def main() -> None:
     whole, lattice = (d.detect(volume, geometry, progress=False) for d in (det, screened))
     lps = ["x_lps_mm", "y_lps_mm", "z_lps_mm"]
     same = np.isclose(whole.table[lps].to_numpy(float), lattice.table[lps].to_numpy(float), atol=1e-3, equal_nan=True).all(axis=1)
-    print(f"  screening (factor 2, top 24): whole grid {whole.patches_scored} patches {whole.seconds:.2f} s -> {lattice.patches_scored} "
+    print(f"  screening (factor 2, top {screened.config.screen_top}): whole grid {whole.patches_scored} patches {whole.seconds:.2f} s -> {lattice.patches_scored} "
           f"patches {lattice.seconds:.2f} s ({whole.seconds / lattice.seconds:.2f}x); same position for {same.sum()} of {len(same)} kinds")
     from bench_training import devices_present
 

@@ -68,3 +68,24 @@ def test_a_missing_or_stale_declaration_is_found(params):
     stage["outs"] = stage["outs"] + ["reports/elsewhere.csv"]
     assert sorted(undeclared(stage, params)) == ["dep data/other is not read", "out reports/elsewhere.csv is not written",
                                                  "reads models/cifar_cnn.pt, not a dep"]
+
+
+def _cached(entries) -> list[Path]:
+    """Paths of a dvc.yaml list that DVC keeps in its cache (the default; ``cache: false`` opts out)."""
+    kept = []
+    for entry in entries or []:
+        path, options = next(iter(entry.items())) if isinstance(entry, dict) else (entry, None)
+        if (options or {}).get("cache", True):
+            kept.append(Path(path))
+    return kept
+
+
+def test_no_cached_output_is_also_a_git_file():
+    """`dvc repro` refuses to save a stage whose cached output Git tracks ("already tracked by SCM")."""
+    import subprocess
+
+    tracked = [Path(p) for p in subprocess.run(["git", "ls-files"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()]
+    both = [f"{name}: {out}" for name, stage in DVC.items()
+            for out in _cached(stage.get("outs")) + _cached(stage.get("metrics")) + _cached(stage.get("plots"))
+            if any(_related(out, file) for file in tracked)]
+    assert not both, both
