@@ -16,7 +16,7 @@ from lmtransfer.memory import keep_freed_memory
 # the stage modules under lmtransfer.stages, in the order `lmtransfer --help` lists them (kept here, not in
 # the stages package, so that adding a subcommand changes no file a DVC stage depends on)
 MODULES = ("phantom_ct", "landmarks_from_seg", "ingest", "patches", "pretrain", "tune", "realism", "phantom_mra", "vessels",
-           "lesion_patches", "cifar_pretrain", "transfer", "transfer_summary", "finetune", "detect", "detect_eval", "sim2real")
+           "lesion_patches", "cifar_pretrain", "transfer", "transfer_summary", "finetune", "train_voter", "detect", "detect_eval", "sim2real")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from lmtransfer.detection.detector import DetectConfig
+from lmtransfer.detection.voting import VoterConfig
 from lmtransfer.devices import ComputeParams
 from lmtransfer.phantoms.head_mra import PhantomMRAConfig
 from lmtransfer.phantoms.torso_ct import PhantomCTConfig
@@ -23,6 +24,7 @@ from lmtransfer.stages.phantom_ct import PhantomCTParams
 from lmtransfer.stages.phantom_mra import PhantomMRAParams
 from lmtransfer.stages.pretrain import PretrainParams
 from lmtransfer.stages.sim2real import Sim2RealParams
+from lmtransfer.stages.train_voter import VoterParams
 from lmtransfer.stages.transfer import TransferParams
 from lmtransfer.stages.vessels import VesselsParams
 from lmtransfer.training.train import TrainConfig
@@ -51,6 +53,7 @@ class Params:
     cifar: CifarParams = field(default_factory=CifarParams)
     transfer: TransferParams = field(default_factory=TransferParams)
     finetune: FinetuneParams = field(default_factory=FinetuneParams)
+    voter: VoterParams = field(default_factory=VoterParams)
     detect: DetectEvalParams = field(default_factory=DetectEvalParams)
     sim2real: Sim2RealParams = field(default_factory=Sim2RealParams)
     compute: ComputeParams = field(default_factory=ComputeParams)
@@ -156,6 +159,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         "cifar": _nested(CifarParams, "cifar", CifarConfig, sections.pop("cifar", {}), f"{path}: cifar"),
         "transfer": _nested(TransferParams, "boost", BoostConfig, sections.pop("transfer", {}), f"{path}: transfer"),
         "finetune": _build(FinetuneParams, sections.pop("finetune", {}) or {}, f"{path}: finetune"),
+        "voter": _nested(VoterParams, "voter", VoterConfig, sections.pop("voter", {}), f"{path}: voter"),
         "detect": _nested(DetectEvalParams, "detect", DetectConfig, sections.pop("detect", {}), f"{path}: detect"),
         "sim2real": _build(Sim2RealParams, sections.pop("sim2real", {}) or {}, f"{path}: sim2real"),
         "compute": _build(ComputeParams, sections.pop("compute", {}) or {}, f"{path}: compute"),
@@ -164,6 +168,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     pretrain = replace(pretrain, train=replace(pretrain.train, threads=threads))
     later["cifar"] = replace(later["cifar"], cifar=replace(later["cifar"].cifar, threads=threads))
     later["detect"] = replace(later["detect"], detect=replace(later["detect"].detect, threads=threads))
+    later["voter"] = replace(later["voter"], voter=replace(later["voter"].voter, threads=threads))
     # the phantom lesion source reads what the MRA phantom and vessel stages wrote: named there, once
     later["lesion"] = _lesion(sections.pop("lesion", {}), f"{path}: lesion",
                               {"phantom": PhantomLesions(later["phantom_mra"].out_dir, later["vessels"].out_dir)})

@@ -35,13 +35,13 @@ def test_detect_eval_scores_cases_and_resumes(tmp_path, monkeypatch):
     (tmp_path / "model.pt").write_bytes(b"weights")
     made = []
 
-    def stand_in(path, config, shape, device="cpu"):
+    def stand_in(path, config, shape, device="cpu", voter=None):
         made.append(shape)
         return LandmarkDetector(CentreIntensityNet(), CARD, config, shape)
 
     monkeypatch.setattr(LandmarkDetector, "from_checkpoint", staticmethod(stand_in))
     params = DetectEvalParams(detect=DetectConfig(threads=1), track=False)
-    where = Paths(model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv", images=tmp_path, truth=tmp_path / "truth.csv",
+    where = Paths(model=tmp_path / "model.pt", voter=None, manifest=tmp_path / "manifest.csv", images=tmp_path, truth=tmp_path / "truth.csv",
                   splits=tmp_path / "splits.json", shape_model=tmp_path / "shape.json", out_dir=tmp_path / "report")
     metrics = evaluate(params, where, progress=False)
     assert metrics["cases"] == 2 and metrics["detection_rate"] == 1.0 and metrics["false_detections"] == 0
@@ -70,7 +70,7 @@ def test_detect_eval_names_a_case_without_truth(tmp_path):
     pd.DataFrame({"case": ["c1"], "image_path": ["x.nii.gz"], "landmark": ["a"]}).to_csv(tmp_path / "manifest.csv", index=False)
     pd.DataFrame({"case": ["c9"], "landmark": ["a"], "x": [0.0], "y": [0.0], "z": [0.0], "space": ["LPS"]}).to_csv(tmp_path / "t.csv", index=False)
     (tmp_path / "splits.json").write_text(json.dumps({"test": ["c1"]}))
-    where = Paths(model=tmp_path / "model.pt", manifest=tmp_path / "manifest.csv", images=tmp_path, truth=tmp_path / "t.csv",
+    where = Paths(model=tmp_path / "model.pt", voter=None, manifest=tmp_path / "manifest.csv", images=tmp_path, truth=tmp_path / "t.csv",
                   splits=tmp_path / "splits.json", shape_model=tmp_path / "shape.json", out_dir=tmp_path / "report")
     with pytest.raises(ValueError, match=r"t.csv: no landmark truth for case\(s\) \['c1'\]"):
         evaluate(DetectEvalParams(track=False), where, progress=False)

@@ -62,13 +62,13 @@ def image_paths(manifest_path: Path, cases: list[str]) -> dict[str, Path]:
     return {c: Path(paths[c]) for c in cases}
 
 
-def detections_folder(folder: Path, model: Path, shape_model: Path, cfg: DetectConfig) -> Path:
-    """``folder`` for per-case detections, emptied when the model, the shape model, the search
-    settings or the detector's code changed since its detections were made."""
+def detections_folder(folder: Path, model: Path, shape_model: Path, cfg: DetectConfig, voter: Path | None = None) -> Path:
+    """``folder`` for per-case detections, emptied when the model, the voting network, the shape model,
+    the search settings or the detector's code changed since its detections were made."""
     folder = Path(folder)
     code = source_digest(LandmarkDetector.__module__)   # the detector and all the lmtransfer code it imports
     inputs = (Path(model).read_bytes() + Path(shape_model).read_bytes() + json.dumps(asdict(cfg), sort_keys=True).encode()
-              + code.encode())
+              + code.encode() + (Path(voter).read_bytes() if voter else b""))
     key = hashlib.sha256(inputs).hexdigest()[:16]
     stamp = folder / "KEY"
     if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != key):

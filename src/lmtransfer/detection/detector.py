@@ -4,7 +4,9 @@ The CNN was trained to name the landmark at the centre of a 2.5D patch (or "back
 Detection turns that around: patches are cut at candidate centres inside the body, and for each
 landmark kind the centre with the highest probability of that kind wins.
 
-1. Coarse pass: a regular grid (``coarse_step_mm``) over the body mask. Optionally screened first
+1. Coarse pass, with a voting network (:mod:`lmtransfer.detection.voting`): a grid of
+   ``vote_step_mm`` over the body votes for where every landmark within reach lies; each kind's
+   ``vote_candidates`` densest vote clusters go to step 2. Without one: a regular grid (``coarse_step_mm``) over the body mask. Optionally screened first
    (``screen_factor`` > 1): every ``screen_factor``-th point along each axis is scored, and the rest
    of the grid only within ``screen_reach`` grid steps of the ``screen_top`` best screening points
    of each kind. Off by default: on three phantom test cases, factor 2 with the top 24 scored 41k
@@ -30,6 +32,7 @@ import copy
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +50,8 @@ from lmtransfer.devices import autocast, to_device, torch_threads
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.volumes import read_volume
 from lmtransfer.models.checkpoint import ModelCard, load_checkpoint
-from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.detection.voting import cluster_votes
+from lmtransfer.models.mini_vgg import MiniVGG, OffsetVoter
 from lmtransfer.sampling.cache import BACKGROUND
 from lmtransfer.sampling.planes import AIR_HU, PatchSpec, sample_planes
 from lmtransfer.training.data import Normaliser
@@ -76,10 +80,16 @@ class DetectConfig:
     max_inconsistency: float = 2.0
     outside_margin_mm: float = 10.0
     max_voxels: int = 800_000_000
+    vote_step_mm: float = 16.0
+    vote_min_presence: float = 0.5
+    vote_radius_mm: float = 8.0
+    vote_candidates: int = 2
 
     def __post_init__(self) -> None:
-        if self.coarse_step_mm <= 0 or any(s <= 0 for s in self.refine_steps_mm):
-            raise ValueError("detect: coarse_step_mm and refine_steps_mm must be positive")
+        if min(self.coarse_step_mm, self.vote_step_mm, self.vote_radius_mm) <= 0 or any(s <= 0 for s in self.refine_steps_mm):
+            raise ValueError("detect: coarse_step_mm, vote_step_mm, vote_radius_mm and refine_steps_mm must be positive")
+        if self.vote_candidates < 1 or not 0.0 <= self.vote_min_presence <= 1.0:
+            raise ValueError("detect: vote_candidates must be at least 1 and vote_min_presence in [0, 1]")
         if self.candidates < 1 or self.batch_size < 1 or self.threads < 1 or min(self.screen_factor, self.screen_top, self.screen_reach) < 1:
             raise ValueError("detect: candidates, batch_size, threads and the screen_* settings must be at least 1")
         if not 0.0 <= self.min_probability <= 1.0:
@@ -110,7 +120,7 @@ class LandmarkDetector:
     """
 
     def __init__(self, model: MiniVGG, card: ModelCard, config: DetectConfig | None = None, shape: ShapeModel | None = None,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", voter: tuple[OffsetVoter, ModelCard] | None = None):
         self.device = torch.device(device)
         self.model, self.card = _inference_model(model).to(self.device), card
         self.config = config or DetectConfig()
@@ -119,17 +129,40 @@ class LandmarkDetector:
         self.spec = PatchSpec(card.fov_mm, card.pixels)
         self.normaliser = Normaliser(*card.hu_window)
         self.shape = shape.subset([self.class_names[c] for c in self.landmarks]) if shape is not None else None
+        self.voter = None
+        if voter is not None:
+            voter_model, voter_card = voter
+            known = list(voter_card.class_names)
+            unknown = [self.class_names[c] for c in self.landmarks if self.class_names[c] not in known]
+            if unknown:
+                raise ValueError(f"the voting network knows no {unknown}: train it on the landmark CNN's kinds")
+            self.voter = _Net(_inference_model(voter_model).to(self.device), PatchSpec(voter_card.fov_mm, voter_card.pixels),
+                              Normaliser(*voter_card.hu_window), _voter_head(voter_model))
+            self.voter_index = np.array([known.index(self.class_names[c]) for c in self.landmarks])
+        self.net = _Net(self.model, self.spec, self.normaliser, _softmax)
 
     @classmethod
     def from_checkpoint(cls, path: Path, config: DetectConfig | None = None, shape: ShapeModel | None = None,
-                        device: torch.device | str = "cpu") -> LandmarkDetector:
+                        device: torch.device | str = "cpu", voter: Path | None = None) -> LandmarkDetector:
+        """The detector of the landmark CNN at ``path``; with ``voter`` (a `train-voter` checkpoint) its coarse
+        pass votes instead of scanning the fine grid."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: landmark model not found; `dvc repro pretrain_60` trains it")
         model, card = load_checkpoint(path)
         if BACKGROUND not in card.class_names:
             raise ValueError(f"{path}: the model has no background class, so it cannot say where no landmark is")
-        return cls(model, card, config, shape, device)
+        voting = None
+        if voter is not None:
+            if not Path(voter).exists():
+                raise FileNotFoundError(f"{voter}: voting network not found; `dvc repro train_voter` trains it")
+            voting = load_checkpoint(Path(voter))
+            if not isinstance(voting[0], OffsetVoter):
+                raise ValueError(f"{voter}: not a voting network (architecture {voting[1].architecture!r})")
+        try:
+            return cls(model, card, config, shape, device, voting)
+        except ValueError as exc:
+            raise ValueError(f"{voter}: {exc}") from exc
 
     def detect_file(self, path: Path, progress: bool = True) -> DetectionResult:
         """Read a volume (any format :func:`read_volume` takes) and detect its landmarks.
@@ -158,21 +191,26 @@ class LandmarkDetector:
             grid, cells = grid[inside], cells[inside]
             if len(grid) == 0:
                 raise ValueError(f"{name}: no grid point falls inside the body")
-            scorer = _Scorer(self, volume, geometry, bar)
-            grid, coarse = self._coarse(scorer, grid, cells)
-            owners, candidates, peaks = self._refine(scorer, grid, coarse)
+            scorer = _Scorer(self, self.net, volume, geometry, bar)
+            voter = _Scorer(self, self.voter, volume, geometry, bar) if self.voter is not None else None
+            if voter is None:
+                grid, coarse = self._coarse(scorer, grid, cells)
+                owners, candidates, peaks = self._refine(scorer, grid, coarse)
+            else:
+                owners, candidates, peaks = self._vote(scorer, voter, body, geometry)
         positions, best, inconsistency, found = self._choose(owners, candidates, peaks, geometry)
         names = [self.class_names[c] for c in self.landmarks]
         table = pd.DataFrame({"landmark": names, "found": found, "probability": best, "inconsistency": inconsistency})
         table[["x_lps_mm", "y_lps_mm", "z_lps_mm"]] = np.where(found[:, None], positions, np.nan)
-        return DetectionResult(table[RESULT_COLUMNS], time.perf_counter() - start, scorer.count, int(volume.size))
+        scored = scorer.count + (voter.count if voter is not None else 0)
+        return DetectionResult(table[RESULT_COLUMNS], time.perf_counter() - start, scored, int(volume.size))
 
     def probabilities(self, volume_ijk: np.ndarray, geometry: Geometry, centres_lps_mm: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) of patches centred at ``centres_lps_mm`` (n, 3), cut and
         normalised exactly as in training and in :meth:`detect`."""
         centres = np.asarray(centres_lps_mm, dtype=float).reshape(-1, 3)
         with torch_threads(self.config.threads), tqdm(disable=True) as bar:
-            return _Scorer(self, np.asarray(volume_ijk), geometry, bar)(centres)
+            return _Scorer(self, self.net, np.asarray(volume_ijk), geometry, bar)(centres)
 
     def _refinement_patches(self) -> int:
         return 26 * len(self.landmarks) * self.config.candidates * len(self.config.refine_steps_mm)
@@ -205,7 +243,39 @@ class LandmarkDetector:
         owners = np.array([slot for slot, _ in starts])
         rows = np.array([index for _, index in starts])
         classes = np.asarray(self.landmarks)[owners]
-        position, best = grid[rows], coarse[rows, classes]
+        return self._climb(scorer, owners, grid[rows], coarse[rows, classes])
+
+    def _vote(self, scorer: _Scorer, voter: _Scorer, body, geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates from the voting network: a ``vote_step_mm`` grid over the body votes for every kind
+        within reach; each kind's ``vote_candidates`` densest vote clusters start the refinement."""
+        cfg = self.config
+        points = grid_points(geometry, cfg.vote_step_mm)
+        points = points[body.contains(points)]
+        if len(points) == 0:
+            raise ValueError("no voting grid point falls inside the body")
+        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * (1 + 26 * len(cfg.refine_steps_mm))
+        out = voter(points)
+        kinds = out.shape[1] // 4
+        presence, offsets = out[:, :kinds], out[:, kinds:].reshape(len(out), kinds, 3)
+        owners, starts = [], []
+        for slot, v in enumerate(self.voter_index):
+            said = presence[:, v] >= cfg.vote_min_presence
+            if not said.any():  # nobody says it is near: the most confident point's vote, left to min_probability
+                said = presence[:, v] == presence[:, v].max()
+            centres, _ = cluster_votes(points[said] + offsets[said, v], presence[said, v], cfg.vote_radius_mm, cfg.vote_candidates)
+            owners += [slot] * len(centres)
+            starts.append(centres)
+        owners, position = np.asarray(owners), np.concatenate(starts)
+        classes = np.asarray(self.landmarks)[owners]
+        best = scorer(position)[np.arange(len(position)), classes]
+        best[~geometry.contains_index(geometry.lps_to_index(position))] = -1.0
+        return self._climb(scorer, owners, position, best)
+
+    def _climb(self, scorer: _Scorer, owners: np.ndarray, position: np.ndarray, best: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each candidate moves to the best of its 26 neighbours at each of ``refine_steps_mm`` while that beats it."""
+        cfg = self.config
+        classes = np.asarray(self.landmarks)[owners]
         offsets = _neighbour_offsets()
         for step in cfg.refine_steps_mm:
             around = position[:, None, :] + offsets[None] * step  # (m, 26, 3)
@@ -269,16 +339,38 @@ class LandmarkDetector:
         return best
 
 
-class _Scorer:
-    """Class probabilities of patches centred at LPS points, batched, cutting the next batch in a helper thread."""
+@dataclass(frozen=True)
+class _Net:
+    """A network as the detector runs it: its patch geometry, normalisation and output head."""
 
-    def __init__(self, detector: LandmarkDetector, volume_ijk: np.ndarray, geometry: Geometry, bar):
-        self.detector, self.volume, self.geometry, self.bar = detector, volume_ijk, geometry, bar
+    model: nn.Module
+    spec: PatchSpec
+    normaliser: Normaliser
+    head: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.float(), dim=1)
+
+
+def _voter_head(voter: OffsetVoter) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Presence probabilities (B, L), then offsets in mm (B, 3 L)."""
+    def head(outputs: torch.Tensor) -> torch.Tensor:
+        logits, offsets_mm = voter.split(outputs.float())
+        return torch.cat([torch.sigmoid(logits), offsets_mm.reshape(len(outputs), -1)], dim=1)
+    return head
+
+
+class _Scorer:
+    """A network's outputs for patches centred at LPS points, batched, cutting the next batch in a helper thread."""
+
+    def __init__(self, detector: LandmarkDetector, net: _Net, volume_ijk: np.ndarray, geometry: Geometry, bar):
+        self.detector, self.net, self.volume, self.geometry, self.bar = detector, net, volume_ijk, geometry, bar
         self.count = 0
 
     def _cut(self, centres: np.ndarray) -> torch.Tensor:
-        planes = sample_planes(self.volume, self.geometry, centres, self.detector.spec, fill_hu=AIR_HU)
-        return self.detector.normaliser(torch.from_numpy(planes)).contiguous(memory_format=torch.channels_last)
+        planes = sample_planes(self.volume, self.geometry, centres, self.net.spec, fill_hu=AIR_HU)
+        return self.net.normaliser(torch.from_numpy(planes)).contiguous(memory_format=torch.channels_last)
 
     def __call__(self, centres_lps_mm: np.ndarray) -> np.ndarray:
         size = self.detector.config.batch_size
@@ -292,7 +384,7 @@ class _Scorer:
                     pending = pool.submit(self._cut, batches[number + 1])
                 x = to_device(x, self.detector.device)
                 with autocast(self.detector.device):
-                    out.append(torch.softmax(self.detector.model(x).float(), dim=1).cpu().numpy())
+                    out.append(self.net.head(self.net.model(x)).cpu().numpy())
                 self.bar.update(len(x))
         self.count += len(centres_lps_mm)
         return np.concatenate(out) if out else np.zeros((0, len(self.detector.class_names)), dtype=np.float32)

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lmtransfer.models.mini_vgg import MiniVGG
+from lmtransfer.models.mini_vgg import MiniVGG, OffsetVoter
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"mini-VGG": MiniVGG}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"mini-VGG": MiniVGG, "mini-VGG-voter": OffsetVoter}
 
 
 class CheckpointError(ValueError):

@@ -65,3 +65,26 @@ class MiniVGG(nn.Module):
                 model.classifier.weight[new] = self.classifier.weight[old]
                 model.classifier.bias[new] = self.classifier.bias[old]
         return model
+
+
+class OffsetVoter(MiniVGG):
+    """mini-VGG that, from a patch anywhere near landmarks, says which landmarks lie within ``reach_mm``
+    of its centre and where they are: the detector's coarse pass votes with it.
+
+    Shapes: input ``(B, in_channels, P, P)`` -> ``(B, 4 L)``: ``L`` presence logits, then ``L x 3`` offsets
+    from the patch centre to each landmark in LPS, in units of ``reach_mm`` (:meth:`split` unpacks them).
+    """
+
+    def __init__(self, n_landmarks: int, reach_mm: float = 40.0, depth: int = 3, width: int = 16, convs_per_block: int = 2,
+                 in_channels: int = 3, input_pixels: int = 32, feature_dim: int = 256, dropout: float = 0.1):
+        super().__init__(4 * n_landmarks, depth, width, convs_per_block, in_channels, input_pixels, feature_dim, dropout)
+        if reach_mm <= 0:
+            raise ValueError(f"reach_mm must be positive, got {reach_mm}")
+        self.n_landmarks, self.reach_mm = n_landmarks, float(reach_mm)
+        self.config = {"n_landmarks": n_landmarks, "reach_mm": float(reach_mm),
+                       **{k: v for k, v in self.config.items() if k != "n_classes"}}
+
+    def split(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Presence logits ``(B, L)`` and offsets in mm ``(B, L, 3)`` from :meth:`forward`'s outputs."""
+        n = self.n_landmarks
+        return outputs[:, :n], outputs[:, n:].reshape(-1, n, 3) * self.reach_mm

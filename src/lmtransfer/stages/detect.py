@@ -11,7 +11,8 @@ COMMAND = Command(
     name="detect",
     help="find every landmark kind of the landmark CNN in a CT volume; write 3D Slicer markups and CSV",
     description=(
-        "Coarse grid inside the body, then refinement around the best responses; per landmark kind the best "
+        "Coarse pass inside the body (offset voting with detect.voter, else a grid), then refinement around the best "
+        "responses; per landmark kind the best "
         "position (LPS mm) and its probability, or 'not found' under detect.min_probability."
     ),
     options=(
@@ -21,6 +22,8 @@ COMMAND = Command(
         option("--csv", help="CSV to write (default: beside the markups file)"),
         option("--shape", help="landmark shape model that vets detections (default: detect.shape_model, models/landmark_shape.json, when it exists)"),
         option("--no-shape", action="store_true", help="no shape check: each kind takes its most probable position"),
+        option("--voter", help="voting network for the coarse pass (default: detect.voter when it exists)"),
+        option("--no-voter", action="store_true", help="scan the coarse grid with the landmark CNN instead of voting"),
         option("--min-probability", type=float, help="threshold under which a landmark is 'not found'"),
         option("--params", default="params.yaml", help="parameter file (section detect; defaults when absent)"),
         option("--quiet", action="store_true", help="no progress bar, no per-landmark listing"),
@@ -52,8 +55,11 @@ def run(args) -> int:
     elif not args.no_shape and not args.quiet:
         print(f"no landmark shape model at {shape_path} (`dvc repro detect_eval` fits it): each kind takes its most "
               "probable position, unchecked")
+    voter = None
+    if not args.no_voter and (args.voter or (stage.voter and Path(stage.voter).exists())):
+        voter = Path(args.voter or stage.voter)
     device = resolve_device(args.device or (params.compute.device if params else "auto"))
-    detector = LandmarkDetector.from_checkpoint(model, cfg, shape, device)
+    detector = LandmarkDetector.from_checkpoint(model, cfg, shape, device, voter)
     volume = Path(args.volume)
     result = detector.detect_file(volume, progress=not args.quiet)
     markups = Path(args.out or f"{case_id_from_path(volume)}_landmarks.mrk.json")

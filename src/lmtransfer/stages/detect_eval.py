@@ -37,6 +37,7 @@ class DetectEvalParams:
 
     detect: DetectConfig = field(default_factory=DetectConfig)
     model: Path = Path("models/lm_cnn_lm60.pt")
+    voter: str = "models/lm_voter.pt"  # "": no voting network, the coarse grid is scanned
     shape_model: Path = Path("models/landmark_shape.json")   # fitted on the training cases by this stage
     truth: Path = Path("data/phantom_ct/landmarks_truth.csv")  # the cases and their images: ingest's manifest, split's splits
     split: str = "test"
@@ -50,6 +51,7 @@ class DetectEvalParams:
 @dataclass(frozen=True)
 class Paths(StagePaths):
     model: Path = reads()
+    voter: Path | None = reads()
     manifest: Path = reads()
     images: Path = reads()
     truth: Path = reads()
@@ -62,7 +64,7 @@ def paths(params, args) -> Paths:
     """The landmark CNN, ingest's manifest (and the volumes it lists), the truth and the case splits in;
     the shape model and the report folder out."""
     stage = params.detect
-    return Paths(Path(stage.model), params.ingest.manifest, Path(params.ingest.images), Path(stage.truth), Path(params.split.out),
+    return Paths(Path(stage.model), Path(stage.voter) if stage.voter else None, params.ingest.manifest, Path(params.ingest.images), Path(stage.truth), Path(params.split.out),
                  Path(stage.shape_model), Path(args.out or stage.out_dir))
 
 
@@ -111,8 +113,9 @@ def evaluate(params: DetectEvalParams, where: Paths, progress: bool = True, trac
     if without:
         raise ValueError(f"{where.truth}: no landmark truth for case(s) {without}")
     shape = fit_shape_model(where.manifest, list(splits.get("train", [])), where.shape_model)
-    detector = LandmarkDetector.from_checkpoint(_need(where.model, "run `dvc repro pretrain_60`"), params.detect, shape, device)
-    folder = detections_folder(Path(where.out_dir) / "detections", where.model, where.shape_model, params.detect)
+    detector = LandmarkDetector.from_checkpoint(_need(where.model, "run `dvc repro pretrain_60`"), params.detect, shape, device,
+                                                voter=where.voter)
+    folder = detections_folder(Path(where.out_dir) / "detections", where.model, where.shape_model, params.detect, where.voter)
 
     with tqdm(total=len(cases), desc="detect_eval", unit="case", disable=not progress) as bar:
         def on_case(case, table, elapsed):
