@@ -4,8 +4,9 @@ One phantom torso rendered three ways: the default grid (1.2 mm in-plane), the s
 clinical 0.7 mm grid (about 3x the voxels, same physical size), and the upper half of the
 default volume (half the physical size). The search works in mm, so its patch count follows
 the physical size of the body, not the voxel count; the body mask and reading follow voxels.
-Also one versus two threads on the default volume, and the coarse grid scored whole (the default)
-versus screened on a lattice twice as coarse.
+Also one versus two threads on the default volume, the coarse grid scored whole versus screened
+on a lattice twice as coarse, and the default search (offset voting, then refinement) versus the
+grid scan, with the error against the truth on the first held-out test cases.
 
 Uses models/lm_cnn_lm60.pt (and the shape model) when it exists, else an untrained model of the default architecture
 (the work done is the same: the refinement visits a fixed number of points per landmark kind).
@@ -26,6 +27,8 @@ from lmtransfer.phantoms.torso_ct import PhantomCTConfig, render_case
 
 MODEL = Path("models/lm_cnn_lm60.pt")
 SHAPE = Path("models/landmark_shape.json")
+VOTER = Path("models/lm_voter.pt")
+TEST_CASES = 3
 
 
 def detector(config: DetectConfig) -> tuple[LandmarkDetector, str]:
@@ -84,6 +87,7 @@ def main() -> None:
     same = np.isclose(whole.table[lps].to_numpy(float), lattice.table[lps].to_numpy(float), atol=1e-3, equal_nan=True).all(axis=1)
     print(f"  screening (factor 2, top {screened.config.screen_top}): whole grid {whole.patches_scored} patches {whole.seconds:.2f} s -> {lattice.patches_scored} "
           f"patches {lattice.seconds:.2f} s ({whole.seconds / lattice.seconds:.2f}x); same position for {same.sum()} of {len(same)} kinds")
+    voting_versus_grid(det)
     from bench_training import devices_present
 
     others = [d for d in devices_present() if d.type != "cpu"]
@@ -94,6 +98,42 @@ def main() -> None:
               f"({seconds_two / seconds_device:.1f}x the CPU's speed)")
     if not others:
         print("  no GPU on this machine: detection ran on the CPU only")
+
+
+def voting_versus_grid(det: LandmarkDetector) -> None:
+    """The default search (voting) and the grid scan on the first held-out test cases: s/volume, patches, error."""
+    import json
+
+    import pandas as pd
+
+    from lmtransfer.detection.evaluate import load_truth, score_case
+
+    splits, truth_path = Path("data/splits.json"), Path("data/phantom_ct/landmarks_truth.csv")
+    if not (VOTER.exists() and MODEL.exists() and splits.exists() and truth_path.exists()):
+        print(f"  voting vs grid: needs {VOTER}, {MODEL} and the phantom's test cases (`dvc repro train_voter`); skipped")
+        return
+    cases = json.loads(splits.read_text())["test"][:TEST_CASES]
+    truth = load_truth(truth_path)
+    config = replace(det.config, threads=DetectConfig().threads)
+    searches = {"grid scan": LandmarkDetector(det.model, det.card, config, det.shape),
+                "voting": LandmarkDetector.from_checkpoint(MODEL, config, det.shape, voter=VOTER)}
+    searches["grid scan"].shape = searches["voting"].shape
+    rows = {name: [] for name in searches}
+    for case in cases:
+        image = sitk.ReadImage(f"data/phantom_ct/images/{case}.nii.gz")
+        volume, geometry = sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image)
+        for name, search in searches.items():  # side by side, case by case
+            result = search.detect(volume, geometry, progress=False)
+            scored = score_case(case, result.table, truth[truth["case"] == case])
+            rows[name].append((result.seconds, result.patches_scored, scored))
+    summary = {}
+    for name, runs in rows.items():
+        errors = pd.concat([r[2] for r in runs])["error_mm"].dropna()
+        summary[name] = (np.mean([r[0] for r in runs]), np.mean([r[1] for r in runs]), errors.median(), errors.quantile(0.9))
+        print(f"  {name:9s} on test cases {', '.join(cases)}: {summary[name][0]:6.2f} s/volume  {summary[name][1]:7.0f} patches  "
+              f"median error {summary[name][2]:.2f} mm  90th percentile {summary[name][3]:.2f} mm")
+    grid, vote = summary["grid scan"], summary["voting"]
+    print(f"  voting vs grid scan: {grid[0] / vote[0]:.2f}x faster, {grid[1] / vote[1]:.2f}x fewer patches")
 
 
 if __name__ == "__main__":

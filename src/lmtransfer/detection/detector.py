@@ -84,6 +84,7 @@ class DetectConfig:
     vote_min_presence: float = 0.5
     vote_radius_mm: float = 8.0
     vote_candidates: int = 2
+    vote_local_mm: float = 8.0
 
     def __post_init__(self) -> None:
         if min(self.coarse_step_mm, self.vote_step_mm, self.vote_radius_mm) <= 0 or any(s <= 0 for s in self.refine_steps_mm):
@@ -253,7 +254,8 @@ class LandmarkDetector:
         points = points[body.contains(points)]
         if len(points) == 0:
             raise ValueError("no voting grid point falls inside the body")
-        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * (1 + 26 * len(cfg.refine_steps_mm))
+        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * (
+            len(_cube_offsets(cfg.vote_local_mm, cfg.refine_steps_mm[0])) + 26 * len(cfg.refine_steps_mm))
         out = voter(points)
         kinds = out.shape[1] // 4
         presence, offsets = out[:, :kinds], out[:, kinds:].reshape(len(out), kinds, 3)
@@ -267,9 +269,14 @@ class LandmarkDetector:
             starts.append(centres)
         owners, position = np.asarray(owners), np.concatenate(starts)
         classes = np.asarray(self.landmarks)[owners]
-        best = scorer(position)[np.arange(len(position)), classes]
-        best[~geometry.contains_index(geometry.lps_to_index(position))] = -1.0
-        return self._climb(scorer, owners, position, best)
+        cube = _cube_offsets(cfg.vote_local_mm, cfg.refine_steps_mm[0])
+        around = position[:, None, :] + cube[None]  # (m, c, 3): the cluster centre and a cube round it
+        values = scorer(around.reshape(-1, 3))[np.arange(around.shape[0] * around.shape[1]), classes.repeat(len(cube))]
+        values = values.reshape(around.shape[:2])
+        values[~geometry.contains_index(geometry.lps_to_index(around))] = -1.0
+        choice = values.argmax(axis=1)
+        rows = np.arange(len(choice))
+        return self._climb(scorer, owners, around[rows, choice], values[rows, choice])
 
     def _climb(self, scorer: _Scorer, owners: np.ndarray, position: np.ndarray, best: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -411,6 +418,14 @@ def _neighbour_offsets() -> np.ndarray:
     """The 26 unit offsets of a 3 x 3 x 3 neighbourhood, centre left out."""
     cube = np.stack(np.meshgrid(*[np.array([-1.0, 0.0, 1.0])] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     return cube[np.abs(cube).sum(axis=1) > 0]
+
+
+def _cube_offsets(half_width_mm: float, step_mm: float) -> np.ndarray:
+    """Offsets (c, 3) of a cubic lattice of ``step_mm`` reaching ``half_width_mm`` from its centre (the centre first)."""
+    reach = int(np.floor(half_width_mm / step_mm + 1e-9))
+    axis = np.arange(-reach, reach + 1) * step_mm
+    cube = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    return cube[np.argsort(np.abs(cube).sum(axis=1), kind="stable")]
 
 
 def _separated_top(points: np.ndarray, score: np.ndarray, count: int, min_distance_mm: float) -> list[int]:
