@@ -38,6 +38,8 @@ def tiny_params() -> dict:
     params["transfer"].update(folds=2, repeats=1, few_label_cases=[3], n_weak_learners=20, bootstrap=100)
     params["finetune"].update(max_epochs=1, epoch_patches=128, few_label_cases=[3])
     params["compute"]["threads"] = 1
+    params["voter"].update(width=4, depth=2, feature_dim=16, max_epochs=1, epoch_patches=128, per_landmark=1, background_per_case=8,
+                           workers=1)
     params["detect"].update(coarse_step_mm=16.0, refine_steps_mm=[4.0], candidates=1, max_cases=1)
     shared = params["sim2real"]  # the real cases, from ../shared wherever the scratch project lies
     for key in ("images", "segmentations", "label_tables"):

@@ -76,8 +76,10 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct",
                   "phantom_mra", "vessels", "lesion_patches", "nodule_patches", "cifar_pretrain", "transfer", "transfer_nodules",
                   "transfer_summary",
-                  "finetune", "detect_eval"):
+                  "finetune", "train_voter", "detect_eval"):
         assert f"Running stage '{stage}'" in first.stdout
+    voter = json.loads((project / "reports" / "voter" / "metrics.json").read_text())
+    assert voter["landmark_kinds"] == 64 and voter["test_offset_median_mm"] >= 0 and voter["epochs"] == 1
     assert (project / "models" / "lm_cnn_lm60.pt").is_file()
     assert (project / "data" / "phantom_mra" / "previews" / "case_000_mip.png").is_file()
     assert (project / "reports" / "transfer" / "artifacts" / "auc_vs_weak_learners.png").stat().st_size > 10_000
@@ -110,7 +112,7 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     missing = {"top1", "epochs", "auc_lm", "auc_cifar", "auc_random", "auc_scratch", "lm-cifar", "dice", "found", "errors",
                "specificity"} - set(header.split())
     assert not missing, f"dvc metrics show lacks {missing}:\n{table}"
-    assert len(rows) == 12 and all(row.split()[0].endswith("headline.json") for row in rows), table
+    assert len(rows) == 13 and all(row.split()[0].endswith("headline.json") for row in rows), table
     full = json.loads(run(*dvc, "metrics", "show", "--json", "reports/transfer/metrics.json").stdout)
     assert "lm_vs_cifar_p_at_5" in full[""]["data"]["reports/transfer/metrics.json"]["data"]
 

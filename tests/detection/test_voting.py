@@ -135,3 +135,24 @@ def test_the_detector_names_kinds_its_voter_does_not_know(tmp_path):
     loaded, loaded_card = load_checkpoint(tmp_path / "v.pt")
     assert isinstance(loaded, OffsetVoter) and loaded.n_landmarks == 2 and loaded_card.class_names == ("bright", "dark")
     assert loaded.split(loaded(torch.zeros(1, 3, 16, 16)))[1].shape == (1, 2, 3)
+
+
+def test_cut_cases_give_the_same_patches_with_one_or_two_workers(tmp_path):
+    from lmtransfer.detection.voting import cut_cases
+
+    rows = []
+    for case in ("a", "b"):
+        path = tmp_path / f"{case}.nii.gz"
+        sitk.WriteImage(toy_ct(), str(path))
+        for name, centre in BLOBS_LPS.items():
+            rows.append({"case": case, "image_path": str(path), "landmark": name,
+                         "x_lps_mm": centre[0], "y_lps_mm": centre[1], "z_lps_mm": centre[2]})
+    manifest = pd.DataFrame(rows)
+    cfg = replace(TINY, per_landmark=5, background_per_case=4)
+    one = cut_cases(manifest, ["a", "b"], ["bright", "dark"], cfg, workers=1)
+    two = cut_cases(manifest, ["a", "b"], ["bright", "dark"], cfg, workers=2)
+    np.testing.assert_array_equal(one.x, two.x)
+    assert one.case.tolist() == two.case.tolist() and set(one.case) == {"a", "b"}
+    assert not np.array_equal(one.x[one.case == "a"], one.x[one.case == "b"])  # each case draws its own centres
+    with pytest.raises(ValueError, match="'c' of the split is not in the manifest"):
+        cut_cases(manifest, ["c"], ["bright"], cfg)

@@ -1,20 +1,23 @@
-"""Landmark detection on a whole CT with the landmark CNN: coarse grid, then refinement.
+"""Landmark detection on a whole CT with the landmark CNN: a coarse pass (votes or a grid), then refinement.
 
 The CNN was trained to name the landmark at the centre of a 2.5D patch (or "background").
 Detection turns that around: patches are cut at candidate centres inside the body, and for each
 landmark kind the centre with the highest probability of that kind wins.
 
-1. Coarse pass, with a voting network (:mod:`lmtransfer.detection.voting`): a grid of
-   ``vote_step_mm`` over the body votes for where every landmark within reach lies; each kind's
-   ``vote_candidates`` densest vote clusters go to step 2. Without one: a regular grid (``coarse_step_mm``) over the body mask. Optionally screened first
-   (``screen_factor`` > 1): every ``screen_factor``-th point along each axis is scored, and the rest
-   of the grid only within ``screen_reach`` grid steps of the ``screen_top`` best screening points
-   of each kind. Off by default: on three phantom test cases, factor 2 with the top 24 scored 41k
-   patches instead of 86k (2.1x faster), but 6 % of the kinds moved (median error 4.7 -> 5.1 mm,
-   90th percentile 83 -> 111 mm, no shape check): this classifier's answer is too narrow for a
-   16 mm lattice to find every kind's peak.
-2. For every kind, the ``candidates`` best grid points (kept apart by two grid steps) are
-   refined: each moves to the best of its 26 neighbours at each of ``refine_steps_mm``.
+1. Coarse pass. With a voting network (:mod:`lmtransfer.detection.voting`, the default): every
+   point of a ``vote_step_mm`` grid over the body votes for where each landmark within its reach
+   lies; each kind's ``vote_candidates`` densest vote clusters are scored on a small cube
+   (``vote_local_mm``) and the best point of each goes to step 2. Without one: the landmark CNN
+   scores every point of a ``coarse_step_mm`` grid, optionally screened first (``screen_factor``
+   > 1: every ``screen_factor``-th point along each axis, then the grid only within
+   ``screen_reach`` steps of the ``screen_top`` best screening points of each kind). Screening is
+   off: on three phantom test cases, factor 2 with the top 24 scored 41k patches instead of 86k
+   (2.1x faster), but 6 % of the kinds moved (median error 4.7 -> 5.1 mm): this classifier's answer
+   is too narrow for a 16 mm lattice to find every kind's peak. Voting on six test cases: 11.5k
+   patches instead of 93k, median error 2.9 mm instead of 3.3.
+2. Grid scan only: for every kind, the ``candidates`` best grid points (kept apart by two grid
+   steps) are the candidates. Each candidate moves to the best of its 26 neighbours at each of
+   ``refine_steps_mm``.
 3. Without a shape model, each kind takes its most probable candidate. With one
    (:mod:`lmtransfer.detection.shape`), each kind takes its most probable candidate among those
    that agree with where the other kinds' detections put it; a kind is "not found" when no candidate
@@ -80,11 +83,11 @@ class DetectConfig:
     max_inconsistency: float = 2.0
     outside_margin_mm: float = 10.0
     max_voxels: int = 800_000_000
-    vote_step_mm: float = 16.0
+    vote_step_mm: float = 20.0
     vote_min_presence: float = 0.5
     vote_radius_mm: float = 8.0
-    vote_candidates: int = 2
-    vote_local_mm: float = 8.0
+    vote_candidates: int = 1
+    vote_local_mm: float = 4.0
 
     def __post_init__(self) -> None:
         if min(self.coarse_step_mm, self.vote_step_mm, self.vote_radius_mm) <= 0 or any(s <= 0 for s in self.refine_steps_mm):

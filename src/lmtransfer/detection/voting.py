@@ -57,8 +57,8 @@ class VoterConfig:
     batch_size: int = 128
     lr: float = 0.001
     weight_decay: float = 0.0001
-    max_epochs: int = 12
-    patience: int = 4
+    max_epochs: int = 30
+    patience: int = 6
     epoch_patches: int = 16000
     offset_weight: float = 4.0        # offset loss (units of reach) against the presence loss
     intensity_scale: float = 0.05
