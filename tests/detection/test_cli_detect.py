@@ -42,3 +42,32 @@ def test_cli_detect_names_a_corrupt_volume(tmp_path, capsys):
     assert str(bad) in capsys.readouterr().err
     assert not list(tmp_path.glob("*.mrk.json"))
 
+
+
+def test_cli_detect_votes_with_a_voter_and_names_one_that_lacks_a_kind(tmp_path, capsys, monkeypatch):
+    import re
+    from dataclasses import replace
+
+    from lmtransfer.cli import main
+    from lmtransfer.models.checkpoint import ModelCard, save_checkpoint
+    from lmtransfer.models.mini_vgg import OffsetVoter
+
+    monkeypatch.chdir(tmp_path)
+    volume = tmp_path / "toy.nrrd"
+    sitk.WriteImage(toy_ct(), str(volume))
+    model = _tiny_checkpoint(tmp_path / "tiny.pt")
+    voter = OffsetVoter(2, depth=1, width=2, convs_per_block=1, input_pixels=32, feature_dim=4)
+    card = ModelCard("mini-VGG-voter", voter.config, ("carina", "heart_apex"), {"hu_window": [-1000.0, 1000.0]},
+                     {"fov_mm": 96.0, "pixels": 32})
+    save_checkpoint(tmp_path / "voter.pt", voter, card)
+    patches = {}
+    for flag in (["--voter", "voter.pt"], ["--no-voter"]):
+        assert main(["detect", str(volume), "--model", str(model), "--min-probability", "0", "--quiet", *flag,
+                     "--params", str(tmp_path / "none.yaml")]) == 0
+        patches[flag[0]] = int(re.search(r"\((\d+) patches\)", capsys.readouterr().out).group(1))
+    assert patches["--voter"] < patches["--no-voter"]
+    save_checkpoint(tmp_path / "short.pt", OffsetVoter(1, depth=1, width=2, convs_per_block=1, input_pixels=32, feature_dim=4),
+                    replace(card, class_names=("carina",), config={**voter.config, "n_landmarks": 1}))
+    assert main(["detect", str(volume), "--model", str(model), "--voter", "short.pt", "--quiet",
+                 "--params", str(tmp_path / "none.yaml")]) == 2
+    assert "short.pt: the voting network knows no ['heart_apex']" in capsys.readouterr().err
