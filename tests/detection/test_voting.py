@@ -156,3 +156,23 @@ def test_cut_cases_give_the_same_patches_with_one_or_two_workers(tmp_path):
     assert not np.array_equal(one.x[one.case == "a"], one.x[one.case == "b"])  # each case draws its own centres
     with pytest.raises(ValueError, match="'c' of the split is not in the manifest"):
         cut_cases(manifest, ["c"], ["bright"], cfg)
+
+
+class FarVoter(CentroidVoter):
+    """Votes for every kind 1 m to the left of each patch: far outside the toy CT."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(x), 12)
+        out[:, :3] = 10.0
+        out[:, 3::3] = 1000.0 / self.reach_mm
+        return out
+
+
+def test_a_vote_beyond_the_image_edge_is_scored_at_the_edge():
+    image = toy_ct()
+    volume, geometry = sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image)
+    cfg = DetectConfig(vote_step_mm=12.0, min_probability=0.0, threads=1, batch_size=100)
+    table = LandmarkDetector(CentreIntensityNet(), CARD, cfg, voter=(FarVoter(), VOTER_CARD)).detect(volume, geometry, progress=False).table
+    assert table["found"].all() and (table["probability"] >= 0).all()   # min_probability 0: every kind gets a position
+    positions = table[["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy(float)
+    assert geometry.contains_index(geometry.lps_to_index(positions)).all()

@@ -271,6 +271,10 @@ class LandmarkDetector:
             owners += [slot] * len(centres)
             starts.append(centres)
         owners, position = np.asarray(owners), np.concatenate(starts)
+        # a cluster beyond the image edge (a landmark the scan cut off, or stray votes) starts at the nearest
+        # voxel inside: every kind gets a scored position, and min_probability and the shape check decide
+        size = np.asarray(geometry.size_ijk) - 1
+        position = geometry.index_to_lps(np.clip(geometry.lps_to_index(position), 0, size))
         classes = np.asarray(self.landmarks)[owners]
         cube = _cube_offsets(cfg.vote_local_mm, cfg.refine_steps_mm[0])
         around = position[:, None, :] + cube[None]  # (m, c, 3): the cluster centre and a cube round it
