@@ -166,6 +166,8 @@ class LandmarkDetector:
         try:
             return cls(model, card, config, shape, device, voting)
         except ValueError as exc:
+            if voter is None:
+                raise
             raise ValueError(f"{voter}: {exc}") from exc
 
     def detect_file(self, path: Path, progress: bool = True) -> DetectionResult:
@@ -189,19 +191,13 @@ class LandmarkDetector:
         bar = tqdm(desc=f"detect {name}", unit="patch", disable=not progress, leave=False)
         with torch_threads(cfg.threads), bar:
             body = body_mask(volume, geometry, cfg.body_hu, cfg.body_margin_mm)
-            grid = grid_points(geometry, cfg.coarse_step_mm)
-            cells = np.rint((grid - grid[0]) / cfg.coarse_step_mm).astype(int)  # lattice index of each point
-            inside = body.contains(grid)
-            grid, cells = grid[inside], cells[inside]
-            if len(grid) == 0:
-                raise ValueError(f"{name}: no grid point falls inside the body")
             scorer = _Scorer(self, self.net, volume, geometry, bar)
             voter = _Scorer(self, self.voter, volume, geometry, bar) if self.voter is not None else None
             if voter is None:
-                grid, coarse = self._coarse(scorer, grid, cells)
+                grid, coarse = self._coarse(scorer, *_body_grid(body, geometry, cfg.coarse_step_mm, name))
                 owners, candidates, peaks = self._refine(scorer, grid, coarse)
             else:
-                owners, candidates, peaks = self._vote(scorer, voter, body, geometry)
+                owners, candidates, peaks = self._vote(scorer, voter, _body_grid(body, geometry, cfg.vote_step_mm, name)[0], geometry)
         positions, best, inconsistency, found = self._choose(owners, candidates, peaks, geometry)
         names = [self.class_names[c] for c in self.landmarks]
         table = pd.DataFrame({"landmark": names, "found": found, "probability": best, "inconsistency": inconsistency})
@@ -249,16 +245,12 @@ class LandmarkDetector:
         classes = np.asarray(self.landmarks)[owners]
         return self._climb(scorer, owners, grid[rows], coarse[rows, classes])
 
-    def _vote(self, scorer: _Scorer, voter: _Scorer, body, geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Candidates from the voting network: a ``vote_step_mm`` grid over the body votes for every kind
+    def _vote(self, scorer: _Scorer, voter: _Scorer, points: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates from the voting network: the ``points`` (a grid over the body) vote for every kind
         within reach; each kind's ``vote_candidates`` densest vote clusters start the refinement."""
         cfg = self.config
-        points = grid_points(geometry, cfg.vote_step_mm)
-        points = points[body.contains(points)]
-        if len(points) == 0:
-            raise ValueError("no voting grid point falls inside the body")
-        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * (
-            len(_cube_offsets(cfg.vote_local_mm, cfg.refine_steps_mm[0])) + 26 * len(cfg.refine_steps_mm))
+        cube = _cube_offsets(cfg.vote_local_mm, cfg.refine_steps_mm[0])
+        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * (len(cube) + 26 * len(cfg.refine_steps_mm))
         out = voter(points)
         kinds = out.shape[1] // 4
         presence, offsets = out[:, :kinds], out[:, kinds:].reshape(len(out), kinds, 3)
@@ -275,33 +267,33 @@ class LandmarkDetector:
         # voxel inside: every kind gets a scored position, and min_probability and the shape check decide
         size = np.asarray(geometry.size_ijk) - 1
         position = geometry.index_to_lps(np.clip(geometry.lps_to_index(position), 0, size))
-        classes = np.asarray(self.landmarks)[owners]
-        cube = _cube_offsets(cfg.vote_local_mm, cfg.refine_steps_mm[0])
-        around = position[:, None, :] + cube[None]  # (m, c, 3): the cluster centre and a cube round it
-        values = scorer(around.reshape(-1, 3))[np.arange(around.shape[0] * around.shape[1]), classes.repeat(len(cube))]
-        values = values.reshape(around.shape[:2])
-        values[~geometry.contains_index(geometry.lps_to_index(around))] = -1.0
-        choice = values.argmax(axis=1)
-        rows = np.arange(len(choice))
-        return self._climb(scorer, owners, around[rows, choice], values[rows, choice])
+        # the cube holds the cluster centre itself, so its best point is the start of the climb
+        position, best = self._best_around(scorer, np.asarray(self.landmarks)[owners], position, cube)
+        return self._climb(scorer, owners, position, best)
 
     def _climb(self, scorer: _Scorer, owners: np.ndarray, position: np.ndarray, best: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each candidate moves to the best of its 26 neighbours at each of ``refine_steps_mm`` while that beats it."""
-        cfg = self.config
         classes = np.asarray(self.landmarks)[owners]
-        offsets = _neighbour_offsets()
-        for step in cfg.refine_steps_mm:
-            around = position[:, None, :] + offsets[None] * step  # (m, 26, 3)
-            scores = scorer(around.reshape(-1, 3))
-            values = scores[np.arange(len(scores)), classes.repeat(len(offsets))].reshape(len(position), len(offsets))
-            values[~scorer.geometry.contains_index(scorer.geometry.lps_to_index(around))] = -1.0  # never leave the image
-            choice = values.argmax(axis=1)
-            top = values[np.arange(len(choice)), choice]
+        for step in self.config.refine_steps_mm:
+            there, top = self._best_around(scorer, classes, position, _neighbour_offsets() * step)
             moved = top > best
-            position = np.where(moved[:, None], around[np.arange(len(choice)), choice], position)
+            position = np.where(moved[:, None], there, position)
             best = np.where(moved, top, best)
         return owners, position, best
+
+    @staticmethod
+    def _best_around(scorer: _Scorer, classes: np.ndarray, position: np.ndarray, offsets_mm: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """For each candidate (m, 3), the best of ``position + offsets_mm`` (c, 3) for its class: position (m, 3)
+        and probability (m,); points outside the image score -1 (never left for)."""
+        around = position[:, None, :] + offsets_mm[None]  # (m, c, 3)
+        scores = scorer(around.reshape(-1, 3))
+        values = scores[np.arange(len(scores)), classes.repeat(len(offsets_mm))].reshape(around.shape[:2])
+        values[~scorer.geometry.contains_index(scorer.geometry.lps_to_index(around))] = -1.0
+        choice = values.argmax(axis=1)
+        rows = np.arange(len(choice))
+        return around[rows, choice], values[rows, choice]
 
     def _choose(self, owners: np.ndarray, candidates: np.ndarray, peaks: np.ndarray, geometry: Geometry):
         """One candidate per kind: position (L, 3), probability, inconsistency (NaN without a shape model), found."""
@@ -425,6 +417,16 @@ def _neighbour_offsets() -> np.ndarray:
     """The 26 unit offsets of a 3 x 3 x 3 neighbourhood, centre left out."""
     cube = np.stack(np.meshgrid(*[np.array([-1.0, 0.0, 1.0])] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     return cube[np.abs(cube).sum(axis=1) > 0]
+
+
+def _body_grid(body, geometry: Geometry, step_mm: float, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The points (n, 3) of a ``step_mm`` grid that lie inside the body, and their lattice indices (n, 3)."""
+    grid = grid_points(geometry, step_mm)
+    cells = np.rint((grid - grid[0]) / step_mm).astype(int)
+    inside = body.contains(grid)
+    if not inside.any():
+        raise ValueError(f"{name}: no grid point falls inside the body")
+    return grid[inside], cells[inside]
 
 
 def _cube_offsets(half_width_mm: float, step_mm: float) -> np.ndarray:

@@ -27,13 +27,12 @@ import torch
 from torch import nn
 
 from lmtransfer.detection.body import body_mask, grid_points
+from lmtransfer.detection.evaluate import LPS
 from lmtransfer.devices import autocast, grad_scaler, optimiser_step, prepare, to_device, torch_threads
 from lmtransfer.io.coords import Geometry
 from lmtransfer.models.mini_vgg import OffsetVoter
 from lmtransfer.sampling.planes import AIR_HU, PatchSpec, sample_planes
 from lmtransfer.training.data import Normaliser, augment_intensity
-
-LPS = ["x_lps_mm", "y_lps_mm", "z_lps_mm"]
 
 
 @dataclass(frozen=True)
@@ -209,32 +208,26 @@ def _loss(model: OffsetVoter, out: torch.Tensor, present: torch.Tensor, offsets:
     return (presence + cfg.offset_weight * (error * present).sum()) / len(out)
 
 
-def voter_outputs(model: OffsetVoter, x_hu: np.ndarray | torch.Tensor, normaliser: Normaliser, batch_size: int = 512,
-                  device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Presence probabilities (n, L) and offsets in mm (n, L, 3) of HU patches (n, 3, P, P)."""
+def _outputs(model: OffsetVoter, x_hu: np.ndarray, normaliser: Normaliser, batch_size: int = 512,
+             device: torch.device | str = "cpu") -> torch.Tensor:
+    """The network's raw outputs (n, 4 L) for HU patches (n, 3, P, P), on the CPU."""
     device = torch.device(device)
     model.eval()
-    probability, offsets = [], []
+    out = []
     with torch.inference_mode(), autocast(device):
         for start in range(0, len(x_hu), batch_size):
             batch = to_device(normaliser(torch.as_tensor(np.asarray(x_hu[start: start + batch_size]))), device)
-            logits, offset_mm = model.split(model(batch).float())
-            probability.append(torch.sigmoid(logits).cpu().numpy())
-            offsets.append(offset_mm.cpu().numpy())
-    n = model.n_landmarks
-    return (np.concatenate(probability) if probability else np.zeros((0, n), np.float32),
-            np.concatenate(offsets) if offsets else np.zeros((0, n, 3), np.float32))
+            out.append(model(batch).float().cpu())
+    return torch.cat(out) if out else torch.zeros((0, 4 * model.n_landmarks))
 
 
 def evaluate_voter(model: OffsetVoter, data: VoterSet, cfg: VoterConfig, device: torch.device | str = "cpu") -> dict:
-    """Validation loss, presence F1 at 0.5 and the median and 90th percentile offset error (mm) of the kinds present."""
-    probability, offsets = voter_outputs(model, data.x, cfg.normaliser, device=device)
-    with torch.no_grad():
-        raw = torch.cat([torch.logit(torch.from_numpy(probability).clamp(1e-6, 1 - 1e-6)),
-                         torch.from_numpy(offsets / cfg.reach_mm).reshape(len(offsets), -1)], dim=1)
-        loss = float(_loss(model, raw, torch.from_numpy(data.present.astype(np.float32)),
-                           torch.from_numpy(data.offsets_mm / cfg.reach_mm), cfg))
-    said = probability >= 0.5
+    """The training loss on ``data``, presence F1 at 0.5 and the median and 90th percentile offset error (mm)
+    of the kinds present."""
+    out = _outputs(model, data.x, cfg.normaliser, device=device)
+    loss = float(_loss(model, out, torch.from_numpy(data.present.astype(np.float32)), torch.from_numpy(data.offsets_mm / cfg.reach_mm), cfg))
+    logits, offsets_mm = model.split(out)
+    said, offsets = (torch.sigmoid(logits) >= 0.5).numpy(), offsets_mm.numpy()
     f1 = 2 * (said & data.present).sum() / max(1, said.sum() + data.present.sum())
     error = np.linalg.norm(offsets - data.offsets_mm, axis=2)[data.present]
     return {"val_loss": loss, "val_presence_f1": float(f1),
