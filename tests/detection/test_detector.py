@@ -118,3 +118,17 @@ def test_a_few_mutually_consistent_kinds_anchor_the_shape_check_when_most_guesse
     owners, peaks = np.arange(6), np.array([0.9, 0.92, 0.88, 0.99, 0.97, 0.98])
     _, _, _, found = detector._choose(owners, guesses, peaks, Geometry.from_sitk(toy_ct()))
     assert found.tolist() == [True, True, True, False, False, False]
+
+
+def test_a_checkpoint_error_without_a_voter_is_not_blamed_on_one(tmp_path):
+    from lmtransfer.models.checkpoint import save_checkpoint
+    from lmtransfer.models.mini_vgg import MiniVGG
+    from lmtransfer.sampling.cache import PatchCacheConfig
+    from lmtransfer.training.pretrain import model_card
+    from lmtransfer.training.train import TrainConfig
+
+    model = MiniVGG(2, depth=1, width=4, convs_per_block=1, in_channels=3, input_pixels=8, feature_dim=8)
+    card = replace(model_card(model, ["a", "background"], PatchCacheConfig(), TrainConfig()), patch=None)
+    save_checkpoint(tmp_path / "m.pt", model, card)
+    with pytest.raises(ValueError, match="^the model card has no patch fov_mm"):
+        LandmarkDetector.from_checkpoint(tmp_path / "m.pt")
