@@ -11,6 +11,18 @@ import pytest
 import SimpleITK as sitk
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dvc_stages(root: Path = ROOT) -> dict[str, dict]:
+    """``dvc.yaml``'s stages as DVC itself resolves them with ``root``'s ``params.yaml``: ``foreach``
+    stages expanded (``phantom_ct@torso``; none where the list is empty), ``${...}`` filled in."""
+    import yaml
+    from dvc.parsing import DataResolver
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return DataResolver(repo, str(root), yaml.safe_load((Path(root) / "dvc.yaml").read_text())).resolve()["stages"]
 
 
 def make_image(size=(12, 10, 8), spacing=(0.8, 1.1, 2.5), origin=(-20.0, 35.0, -110.0), direction=None, dtype=np.int16) -> sitk.Image:

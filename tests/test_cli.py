@@ -8,6 +8,7 @@ import yaml
 
 from lmtransfer.cli import build_parser, main
 from lmtransfer.cli import MODULES
+from conftest import dvc_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def test_every_subcommand_has_help_and_a_runner(module, capsys):
 
 
 def test_every_dvc_stage_runs_a_stage_module():
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    stages = dvc_stages()
     commands = {stage["cmd"].split()[1] for stage in stages.values()}
     assert commands <= {m.replace("_", "-") for m in MODULES}
     assert {p.stem for p in (ROOT / "src" / "lmtransfer" / "stages").glob("*.py")} - {"__init__"} == set(MODULES)

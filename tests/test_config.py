@@ -1,5 +1,6 @@
 """params.yaml is checked once, at loading: types (list elements too), strings, ranges; errors name file and key."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def _write(tmp_path, text: str) -> Path:
 def test_the_project_params_load():
     params = load_params(ROOT / "params.yaml")
     assert params.phantom_ct.phantom.slice_mm_choices == (2.0, 2.5, 3.0)
-    assert params.ingest.landmarks == (Path("data/phantom_ct/landmarks"),)
+    assert params.data.source == "phantom" and params.data.landmarks == Path("data/phantom_ct/landmarks")
     assert params.tune.study_name == "lm-cnn-search"
 
 
@@ -28,7 +29,8 @@ def test_the_project_params_load():
     ("tune:\n  study_name: 7\n", "tune.study_name: expected a string, got 7"),
     ("tune:\n  depth_choices: [2, 2.5]\n", "tune.depth_choices[1]: expected a whole number, got 2.5"),
     ("phantom_ct:\n  noise_hu_range: [8]\n", "phantom_ct.noise_hu_range: expected 2 values, got 1"),
-    ("ingest:\n  landmarks: [7]\n", "ingest.landmarks[0]: expected a path, got 7"),
+    ("data:\n  folder: [7]\n", "data.folder: expected a path, got [7]"),
+    ("data:\n  source: s3\n", "data.source must be one of ['phantom', 'folder'], got 's3'"),
     ("ingest:\n  strict: yes please\n", "ingest.strict: expected true or false"),
     ("ingest:\n  workers: 0\n", "ingest.workers: must be at least 1, got 0"),
     ("patches:\n  fov_mm: -48\n", "patches.fov_mm: must not be negative"),
@@ -63,3 +65,37 @@ def test_threads_are_one_setting(tmp_path):
     assert params.pretrain.train.threads == params.cifar.cifar.threads == params.detect.detect.threads == 3
     with pytest.raises(ConfigError, match=r"pretrain.threads, transfer.threads: the CPU threads are one setting now, compute.threads"):
         load_params(_write(tmp_path, "pretrain:\n  threads: 2\ntransfer:\n  threads: 1\n"))
+
+
+FOLDER = "data:\n  source: folder\n  render: []\n  folder: data/my_ct\n"
+
+
+def test_a_folder_collection(tmp_path):
+    params = load_params(_write(tmp_path, FOLDER))
+    assert params.data.images == Path("data/my_ct/images") and params.data.segmentations == Path("data/my_ct/segmentations")
+
+
+@pytest.mark.parametrize("text, message", [
+    # the DVC switch and the source disagree: dvc repro would render the phantom for a folder source, or not for the phantom
+    (FOLDER.replace("render: []", "render: [torso]"), "data.render must be [] with data.source folder"),
+    ("data:\n  render: []\n", "data.render must be ['torso'] with data.source phantom"),
+    ("data:\n  render: [brain]\n", "data.render: unknown phantom(s) ['brain']"),
+    ("phantom_ct:\n  out_dir: data/p\n", "phantom_ct.out_dir: the phantom renders into data.folder now"),
+    ("ingest:\n  images: my_ct/images\n", "ingest.images: what is read is the data section now"),
+])
+def test_a_collection_that_contradicts_itself_is_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_params(_write(tmp_path, text))
+
+
+def test_commands_run_without_a_params_file(tmp_path, monkeypatch):
+    """Outside a project the defaults apply; a parameter file named but absent is still an error."""
+    from argparse import Namespace
+
+    from lmtransfer.stages import stage_params
+
+    monkeypatch.chdir(tmp_path)
+    assert stage_params(Namespace(params=None)).ingest.out_dir == Path("data/manifest")
+    assert stage_params(Namespace(params="params.yaml")).data.source == "phantom"
+    with pytest.raises(ConfigError, match="elsewhere.yaml: parameter file not found"):
+        stage_params(Namespace(params="elsewhere.yaml"))

@@ -7,9 +7,10 @@ import pytest
 import yaml
 
 from lmtransfer.provenance import PACKAGE_ROOT, module_closure, module_file
+from conftest import dvc_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+STAGES = dvc_stages()
 # config.py only parses and checks params.yaml (DVC tracks the values themselves) and imports every
 # stage for their params dataclasses: followed, it would make every stage depend on all the code.
 NOT_FOLLOWED = ("lmtransfer.config",)

@@ -11,9 +11,10 @@ import yaml
 
 from lmtransfer.cli import build_parser
 from lmtransfer.config import load_params
+from conftest import dvc_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+DVC = dvc_stages()
 
 
 def _names(entries) -> list[Path]:

@@ -33,8 +33,8 @@ def _snapshot(folder: Path) -> dict:
 
 def test_phantom_workers_exit_when_the_parent_is_killed(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["phantom_ct"].update(n_cases=12, spacing_inplane_mm=3.0, slice_mm_choices=[4.0], slice_mm_weights=[1.0], workers=2,
-                                out_dir=str(tmp_path / "phantom"))
+    params["phantom_ct"].update(n_cases=12, spacing_inplane_mm=3.0, slice_mm_choices=[4.0], slice_mm_weights=[1.0], workers=2)
+    params["data"]["folder"] = str(tmp_path / "phantom")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     parent = subprocess.Popen([sys.executable, "-m", "lmtransfer.cli", "phantom-ct", "--params", str(tmp_path / "params.yaml"),
                                "--quiet"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -26,9 +26,9 @@ TINY = {
 
 def _tiny_params(path: Path, out_root: Path) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["phantom_ct"].update(TINY, out_dir=str(out_root / "phantom_ct"))
-    params["ingest"].update(images=str(out_root / "phantom_ct" / "images"), landmarks=[str(out_root / "phantom_ct" / "landmarks")],
-                            out_dir=str(out_root / "manifest"), workers=1)
+    params["phantom_ct"].update(TINY)
+    params["data"]["folder"] = str(out_root / "phantom_ct")
+    params["ingest"].update(out_dir=str(out_root / "manifest"), workers=1)
     path.write_text(yaml.safe_dump(params))
     return path
 
@@ -140,9 +140,56 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
 
 def test_debug_flag_keeps_the_traceback(tmp_path, capsys):
     params = tmp_path / "params.yaml"
-    params.write_text("ingest:\n  images: " + str(tmp_path / "nowhere") + "\n")
+    params.write_text("data:\n  source: folder\n  render: []\n  folder: " + str(tmp_path / "nowhere") + "\n")
     assert main(["ingest", "--params", str(params), "--quiet"]) == 2
     plain = capsys.readouterr().err
     assert "nowhere" in plain and "Traceback" not in plain
     assert main(["--debug", "ingest", "--params", str(params), "--quiet"]) == 2
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dvc_repro_on_a_folder_of_your_own(tmp_path):
+    """`data.source: folder`: `dvc repro` ingests, derives, trains and detects on a folder of scans
+    (here rendered beforehand, as a stand-in for yours) without the phantom stage; the folder is
+    versioned with `dvc add`. Three cases come with landmark files, all five with segmentations."""
+    import SimpleITK as sitk
+
+    from scratch import tiny_params
+    from lmtransfer.phantoms.segmentation import totalsegmentator_map
+
+    params = tiny_params()
+    rendered = tmp_path / "rendered"
+    (tmp_path / "render.yaml").write_text(yaml.safe_dump(params))
+    assert main(["phantom-ct", "--params", str(tmp_path / "render.yaml"), "--out", str(rendered), "--quiet"]) == 0
+    params["data"].update(source="folder", render=[], folder="data/my_ct")
+    params["detect"]["truth"] = ""          # no table of every landmark: scored against the manifest
+    scratch = Project(tmp_path / "project", params)
+    mine = scratch.folder / "data" / "my_ct"
+    for sub in ("images", "landmarks", "segmentations"):
+        (mine / sub).mkdir(parents=True)
+    for image in sorted((rendered / "images").glob("case_*.nii.gz")):
+        case = image.name.removesuffix(".nii.gz")
+        (mine / "images" / image.name).write_bytes(image.read_bytes())
+        labels = sitk.ReadImage(str(rendered / "labels" / image.name))
+        sitk.WriteImage(totalsegmentator_map(labels), str(mine / "segmentations" / image.name), True)
+        if case <= "case_002":
+            (mine / "landmarks" / f"{case}.mrk.json").write_bytes((rendered / "landmarks" / f"{case}.mrk.json").read_bytes())
+    scratch.run(*scratch.dvc, "add", "data/my_ct")
+    first = scratch.run(*scratch.dvc, "repro")
+    assert "phantom_ct" not in first.stdout and not (scratch.folder / "data" / "phantom_ct").exists()
+    for stage in ("ingest", "patches", "pretrain_60", "train_voter", "detect_eval"):
+        assert f"Running stage '{stage}'" in first.stdout
+    manifest = pd.read_csv(scratch.folder / "data" / "manifest" / "manifest.csv")
+    derived = manifest[manifest["source"].str.startswith("data/manifest/derived/")]
+    # the annotated cases give every kind themselves; the other two get their organs' kinds from their segmentations
+    assert set(derived["case"]) == {"case_003", "case_004"} and derived.groupby("case").size().min() >= 8
+    assert set(manifest.loc[manifest["case"] >= "case_003", "source"].str[:22]) == {"data/manifest/derived/"}
+    detection = json.loads((scratch.folder / "reports" / "detection" / "metrics.json").read_text())
+    assert detection["cases"] == 1 and detection["landmarks_absent"] == 0   # the manifest knows no landmark outside the image
+    assert "Running stage" not in scratch.run(*scratch.dvc, "repro").stdout
+    # a new scan in the folder: `dvc add` again, and the pipeline sees it
+    (mine / "images" / "case_005.nii.gz").write_bytes((mine / "images" / "case_000.nii.gz").read_bytes())
+    (mine / "segmentations" / "case_005.nii.gz").write_bytes((mine / "segmentations" / "case_000.nii.gz").read_bytes())
+    scratch.run(*scratch.dvc, "add", "data/my_ct")
+    assert "ingest:" in scratch.run(*scratch.dvc, "status").stdout

@@ -17,7 +17,7 @@ from lmtransfer.sampling.cache import PatchCacheConfig
 from lmtransfer.stages.cifar_pretrain import CifarParams
 from lmtransfer.stages.detect_eval import DetectEvalParams
 from lmtransfer.stages.finetune import FinetuneParams
-from lmtransfer.stages.ingest import IngestParams
+from lmtransfer.stages.ingest import DataParams, IngestParams
 from lmtransfer.stages.lesion_patches import LesionParams
 from lmtransfer.stages.patches import PatchesParams, SplitParams
 from lmtransfer.stages.phantom_ct import PhantomCTParams
@@ -41,6 +41,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Params:
+    data: DataParams = field(default_factory=DataParams)
     phantom_ct: PhantomCTParams = field(default_factory=PhantomCTParams)
     ingest: IngestParams = field(default_factory=IngestParams)
     patches: PatchesParams = field(default_factory=PatchesParams)
@@ -141,16 +142,35 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections")
+    return parse_params(raw, str(path))
+
+
+def default_params() -> Params:
+    """Every setting at its default: what a command uses when there is no ``params.yaml``."""
+    return parse_params({}, "defaults")
+
+
+def parse_params(raw: dict, path: str) -> Params:
+    """The sections of a parameter file (``path`` names it in errors), validated."""
     sections = dict(raw)
     # one thread setting for every stage: the library configs that run networks take it from ``compute``
     moved = [name for name, section in raw.items() if name != "compute" and isinstance(section, dict) and "threads" in section]
     if moved:
         raise ConfigError(f"{path}: {', '.join(f'{name}.threads' for name in moved)}: the CPU threads are one setting now, "
                           "compute.threads")
-    phantom = _nested(PhantomCTParams, "phantom", PhantomCTConfig, sections.pop("phantom_ct", {}), f"{path}: phantom_ct")
+    phantom_values = sections.pop("phantom_ct", {}) or {}
+    if isinstance(phantom_values, dict) and "out_dir" in phantom_values:
+        raise ConfigError(f"{path}: phantom_ct.out_dir: the phantom renders into data.folder now (one name for the collection's folder)")
+    phantom = _nested(PhantomCTParams, "phantom", PhantomCTConfig, phantom_values, f"{path}: phantom_ct")
     patches = _nested(PatchesParams, "patch", PatchCacheConfig, sections.pop("patches", {}), f"{path}: patches")
     pretrain = _nested(PretrainParams, "train", TrainConfig, sections.pop("pretrain", {}), f"{path}: pretrain")
-    ingest = _build(IngestParams, sections.pop("ingest", {}) or {}, f"{path}: ingest")
+    ingest_values = sections.pop("ingest", {}) or {}
+    moved = sorted({"images", "landmarks"} & set(ingest_values) if isinstance(ingest_values, dict) else ())
+    if moved:
+        raise ConfigError(f"{path}: ingest.{'/'.join(moved)}: what is read is the data section now: data.folder holds images/, "
+                          "landmarks/ and/or segmentations/ (with data.source: folder for your own scans)")
+    ingest = _build(IngestParams, ingest_values, f"{path}: ingest")
+    data = _build(DataParams, sections.pop("data", {}) or {}, f"{path}: data")
     split = _build(SplitParams, sections.pop("split", {}) or {}, f"{path}: split")
     tune = _build(TuneConfig, sections.pop("tune", {}) or {}, f"{path}: tune")
     later = {
@@ -174,7 +194,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
                               {"phantom": PhantomLesions(later["phantom_mra"].out_dir, later["vessels"].out_dir)})
     if sections:
         raise ConfigError(f"{path}: unknown section(s) {sorted(sections)}")
-    return Params(phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain, tune=tune, **later)
+    return Params(data=data, phantom_ct=phantom, ingest=ingest, patches=patches, split=split, pretrain=pretrain, tune=tune, **later)
 
 
 def _lesion(values: dict | None, where: str, derived: dict) -> LesionParams:

@@ -15,6 +15,10 @@ from lmtransfer.training.pretrain import run_step
 from lmtransfer.training.train import TrainConfig
 
 
+def few_card_names(path):
+    return load_checkpoint(path)[1].class_names
+
+
 @pytest.mark.slow
 def test_expansion_steps_are_tracked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -49,6 +53,20 @@ def test_expansion_steps_are_tracked(tmp_path, monkeypatch):
     assert card.class_names[:10] == card10.class_names[:10] and card.class_names[-1] == "background"
     assert card.fov_mm == 48.0 and card.hu_window == (-1000.0, 1000.0)
     assert card.training_data == {} and card10.training_data == {"data_hash": "hash"}  # lm10 was given its data hash
+
+    # the recipe for a collection with fewer kinds: start from a model whose classes it lacks in part
+    # (the phantom's lm60 on a segmented folder); asked for more kinds than the data has, a step takes them all
+    few = run_step("few", 10, cache, splits, patch, cfg, 7, tmp_path / "reports" / "few", tmp_path / "models" / "few.pt",
+                   init_path=tmp_path / "models" / "lm20.pt")
+    kept = [c for c in card.class_names if c in few_card_names(tmp_path / "models" / "few.pt")]
+    assert 0 < len(kept) < 21 and few.test["top1"] >= 0
+    every = run_step("all", 500, cache, splits, patch, cfg, 0, tmp_path / "reports" / "all", tmp_path / "models" / "all.pt")
+    trained = manifest.loc[manifest["case"].isin(splits["train"]) & manifest["in_image"], "landmark"].nunique()
+    assert json.loads((tmp_path / "reports" / "all" / "metrics.json").read_text())["classes"] == trained + 1 < 65
+    assert every.test["top1"] >= 0
+    with pytest.raises(ValueError, match="trained on 48 mm patches of 32 pixels, this step cuts 40 mm"):
+        run_step("other_fov", 10, cache, splits, PatchCacheConfig(fov_mm=40.0), cfg, 0, tmp_path / "x", tmp_path / "x.pt",
+                 init_path=tmp_path / "models" / "lm20.pt")
 
     client = mlflow.MlflowClient()
     runs = client.search_runs([mlflow.get_experiment_by_name("landmark-pretraining").experiment_id])

@@ -78,6 +78,7 @@ def build_manifest(
     images_dir: Path,
     landmark_sources: list[Path],
     *,
+    derived_sources: list[Path] = (),
     verify_voxels: bool = True,
     workers: int = 1,
     progress: bool = True,
@@ -89,6 +90,8 @@ def build_manifest(
         images_dir: folder of volume files and/or DICOM-series subfolders; case id = file stem.
         landmark_sources: landmark files and/or folders of them. Files without a ``case`` column
             belong to the case named like the file (``case_007.mrk.json`` -> ``case_007``).
+        derived_sources: landmark files (or folders) derived from label maps: a (case, kind) they
+            give is used only where ``landmark_sources`` do not give it (an annotation wins).
         verify_voxels: read every voxel (finds truncated files and NaNs) instead of headers only.
         workers: processes used to read volumes.
         max_voxels: volumes declaring more voxels are refused from their header (an error row).
@@ -101,7 +104,7 @@ def build_manifest(
     if not volume_paths:
         raise FileNotFoundError(f"{images_dir}: no volumes found (.nii.gz, .nii, .nrrd, .mha, .mhd or DICOM folders)")
     geometries: dict[str, tuple[Path, Geometry]] = {}
-    results = _map(
+    results = map_cases(
         _probe_volume, volume_paths, [verify_voxels] * len(volume_paths), [max_voxels] * len(volume_paths), workers=workers,
         progress=progress, desc="reading volumes",
     )
@@ -115,6 +118,11 @@ def build_manifest(
             geometries[case] = (path, result)
 
     landmarks = _read_all_landmarks(collect_landmark_files(landmark_sources), report)
+    if derived_sources:
+        derived = _read_all_landmarks(collect_landmark_files(list(derived_sources)), report)
+        given = pd.MultiIndex.from_frame(landmarks[["case", "landmark"]])
+        derived = derived[~pd.MultiIndex.from_frame(derived[["case", "landmark"]]).isin(given)]
+        landmarks = pd.concat([landmarks, derived], ignore_index=True) if len(landmarks) else derived.reset_index(drop=True)
     parts = [pd.DataFrame(columns=MANIFEST_COLUMNS)]
     for case, group in landmarks.groupby("case", sort=True):
         if case not in geometries:
@@ -131,13 +139,16 @@ def build_manifest(
     return manifest.reset_index(drop=True), report
 
 
-def _map(function, *iterables, workers: int, progress: bool, desc: str) -> list:
-    """Apply ``function`` to zipped arguments, in processes when ``workers > 1``; errors are returned."""
+def map_cases(function, *iterables, workers: int, progress: bool, desc: str,
+              errors: tuple[type[BaseException], ...] = (VolumeReadError,)) -> list:
+    """Apply ``function`` to zipped arguments (one case each), in processes when ``workers > 1``, with
+    a progress bar; an exception of ``errors`` is returned in that case's place, so one bad file
+    costs that case only."""
 
     def guarded(args):
         try:
             return function(*args)
-        except VolumeReadError as exc:
+        except errors as exc:
             return exc
 
     arguments = list(zip(*iterables))
@@ -149,7 +160,7 @@ def _map(function, *iterables, workers: int, progress: bool, desc: str) -> list:
             for future in futures:
                 try:
                     results.append(future.result())
-                except VolumeReadError as exc:
+                except errors as exc:
                     results.append(exc)
                 bar.update()
     else:
@@ -240,8 +251,9 @@ MANIFEST_CSV, REPORT_CSV, SUMMARY_JSON = "manifest.csv", "ingest_report.csv", "i
 OUTPUT_FILES = (MANIFEST_CSV, REPORT_CSV, SUMMARY_JSON)
 
 
-def write_outputs(manifest: pd.DataFrame, report: IngestReport, out_dir: Path) -> dict:
-    """Write ``manifest.csv``, ``ingest_report.csv`` and ``ingest_summary.json`` (:data:`OUTPUT_FILES`); return the summary."""
+def write_outputs(manifest: pd.DataFrame, report: IngestReport, out_dir: Path, derived_dir: Path | None = None) -> dict:
+    """Write ``manifest.csv``, ``ingest_report.csv`` and ``ingest_summary.json`` (:data:`OUTPUT_FILES`); return the
+    summary (``derived_landmarks``: the rows that came from files in ``derived_dir``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out_dir / MANIFEST_CSV, index=False, float_format="%.4f")
@@ -251,6 +263,8 @@ def write_outputs(manifest: pd.DataFrame, report: IngestReport, out_dir: Path) -
         "landmarks": int(len(manifest)),
         "landmark_kinds": int(manifest["landmark"].nunique()) if len(manifest) else 0,
         "outside_image": int((~manifest["in_image"].astype(bool)).sum()) if len(manifest) else 0,
+        "derived_landmarks": int(manifest["source"].astype(str).str.startswith(str(derived_dir) + "/").sum())
+        if derived_dir is not None and len(manifest) else 0,
         "errors": report.n_errors,
         "warnings": len(report.rows) - report.n_errors,
     }

@@ -36,10 +36,16 @@ def stage_device(args, params):
 
 
 def stage_params(args):
-    """The validated ``params.yaml`` named by ``--params`` (imported late: config imports the stages)."""
-    from lmtransfer.config import load_params
+    """The validated parameter file named by ``--params`` (imported late: config imports the stages).
 
-    return load_params(args.params)
+    Without ``--params`` (or with the default ``params.yaml`` where there is none), every setting
+    takes its default, so a command whose options say everything runs outside a project."""
+    from lmtransfer.config import default_params, load_params
+
+    path = getattr(args, "params", None) or "params.yaml"
+    if path == "params.yaml" and not Path(path).exists():
+        return default_params()
+    return load_params(path)
 
 
 HEADLINE_JSON = "headline.json"

@@ -39,7 +39,8 @@ class DetectEvalParams:
     model: Path = Path("models/lm_cnn_lm60.pt")
     voter: str = "models/lm_voter.pt"  # "": no voting network, the coarse grid is scanned
     shape_model: Path = Path("models/landmark_shape.json")   # fitted on the training cases by this stage
-    truth: Path = Path("data/phantom_ct/landmarks_truth.csv")  # the cases and their images: ingest's manifest, split's splits
+    # a file in data.folder: every landmark with its in_image flag; "": ingest's manifest (no false detections counted)
+    truth: str = "landmarks_truth.csv"
     split: str = "test"
     max_cases: int = 0                 # 0: every case of the split
     hit_radius_mm: float = 10.0
@@ -64,7 +65,8 @@ def paths(params, args) -> Paths:
     """The landmark CNN, ingest's manifest (and the volumes it lists), the truth and the case splits in;
     the shape model and the report folder out."""
     stage = params.detect
-    return Paths(Path(stage.model), Path(stage.voter) if stage.voter else None, params.ingest.manifest, Path(params.ingest.images), Path(stage.truth), Path(params.split.out),
+    return Paths(Path(stage.model), Path(stage.voter) if stage.voter else None, params.ingest.manifest, params.data.images,
+                 Path(params.data.folder) / stage.truth if stage.truth else params.ingest.manifest, Path(params.split.out),
                  Path(stage.shape_model), Path(args.out or stage.out_dir))
 
 
@@ -108,6 +110,9 @@ def evaluate(params: DetectEvalParams, where: Paths, progress: bool = True, trac
     shown = params.overlay_case or cases[0]
     if shown not in images:  # checked before minutes of detection, not after
         raise ValueError(f"detect.overlay_case {shown!r} is not among the evaluated cases")
+    if not where.truth.exists():
+        raise FileNotFoundError(f"{where.truth}: landmark truth table not found (detect.truth names a file in data.folder; "
+                                "\"\" scores against ingest's manifest)")
     truth = load_truth(where.truth)
     without = sorted(set(cases) - set(truth["case"]))
     if without:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -10,19 +13,23 @@ from lmtransfer.stages import HEADLINE_JSON, Command, StagePaths, option, reads,
 
 COMMAND = Command(
     name="ingest",
-    help="validate volumes + landmark files and write the manifest and a problem report",
+    help="validate volumes + landmark files (or derive landmarks from label maps) and write the manifest and a problem report",
     description=(
         "Read volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) and landmark files (CSV "
         "case,landmark,x,y,z[,space]; 3D Slicer .mrk.json and .fcsv; VerSe *_ctd.json), convert every "
         "landmark to LPS mm and voxel index, and write manifest.csv, ingest_report.csv (every problem, with "
-        "file and reason) and ingest_summary.json."
+        "file and reason) and ingest_summary.json. With --segmentations (or a segmentations/ folder in "
+        "data.folder), landmarks are also derived from each case's label map (as `landmarks-from-seg` does) "
+        "for the kinds its landmark files do not give."
     ),
     options=(
-        option("--params", default="params.yaml", help="parameter file (section ingest)"),
-        option("--images", help="folder of volumes / DICOM series folders"),
-        option("--landmarks", nargs="+", help="landmark files or folders"),
+        option("--params", help="parameter file (sections data, ingest; default params.yaml when it exists)"),
+        option("--images", help="folder of volumes / DICOM series folders (default: data.folder/images)"),
+        option("--landmarks", nargs="+", help="landmark files or folders (default: data.folder/landmarks when it exists)"),
+        option("--segmentations", help="folder of label maps named as their volumes (default: data.folder/segmentations when it exists)"),
+        option("--labels", help="the label maps' table: totalsegmentator_v2 or a CSV id,name (default: data.label_table)"),
         option("--out", help="output folder"),
-        option("--workers", type=int, help="processes reading volumes"),
+        option("--workers", type=int, help="processes reading volumes and deriving landmarks"),
         option("--verify", dest="verify", action="store_true", default=None, help="read every voxel (finds truncated files, NaN)"),
         option("--no-verify", dest="verify", action="store_false", help="read headers only (fast)"),
         option("--strict", dest="strict", action="store_true", default=None, help="exit 1 when the report has errors"),
@@ -30,13 +37,55 @@ COMMAND = Command(
     ),
 )
 
+SOURCES = ("phantom", "folder")
+PHANTOMS = ("torso",)   # the phantom stages `data.render` may list (dvc.yaml's `phantom_ct` foreach)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """The ``data`` section of params.yaml: where the CT collection the landmark CNN learns from comes from.
+
+    ``folder`` holds ``images/`` (volumes or DICOM series folders) and ``landmarks/`` (landmark
+    files) and/or ``segmentations/`` (one label map per image, named like it, with the labels of
+    ``label_table``). With ``source: phantom`` that folder is what the torso phantom renders; with
+    ``folder`` it is yours, and the phantom is not rendered. DVC has no conditional stages, so
+    ``render`` (the phantom stages ``dvc repro`` runs) says the same as ``source`` and is checked
+    against it.
+    """
+
+    source: str = "phantom"
+    render: tuple[str, ...] = PHANTOMS
+    folder: Path = Path("data/phantom_ct")
+    label_table: str = "totalsegmentator_v2"
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"data.source must be one of {list(SOURCES)}, got {self.source!r}")
+        unknown = sorted(set(self.render) - set(PHANTOMS))
+        if unknown:
+            raise ValueError(f"data.render: unknown phantom(s) {unknown}; known: {list(PHANTOMS)}")
+        wanted = PHANTOMS if self.source == "phantom" else ()
+        if tuple(self.render) != wanted:
+            raise ValueError(f"data.render must be {list(wanted)} with data.source {self.source} (it tells DVC whether the "
+                             f"phantom stage runs), got {list(self.render)}")
+
+    @property
+    def images(self) -> Path:
+        return Path(self.folder) / "images"
+
+    @property
+    def landmarks(self) -> Path:
+        return Path(self.folder) / "landmarks"
+
+    @property
+    def segmentations(self) -> Path:
+        return Path(self.folder) / "segmentations"
+
 
 @dataclass(frozen=True)
 class IngestParams:
-    """The ``ingest`` section of params.yaml."""
+    """The ``ingest`` section of params.yaml (what is read: the ``data`` section)."""
 
-    images: Path = Path("data/phantom_ct/images")
-    landmarks: tuple[Path, ...] = (Path("data/phantom_ct/landmarks"),)
     out_dir: Path = Path("data/manifest")
     verify_voxels: bool = True
     workers: int = 2
@@ -53,21 +102,106 @@ class IngestParams:
         """Manifest, problem report and summary, in ``out_dir``."""
         return tuple(Path(self.out_dir) / name for name in OUTPUT_FILES)
 
+    @property
+    def derived(self) -> Path:
+        """Landmarks derived from label maps, one CSV (and its derivation report) per case."""
+        return Path(self.out_dir) / "derived"
+
 
 @dataclass(frozen=True)
 class Paths(StagePaths):
     images: Path = reads()
     landmarks: tuple[Path, ...] = reads()
+    segmentations: Path | None = reads()
+    label_table: Path | None = reads()
     manifest: Path = writes()
     report: Path = writes()
     summary: Path = writes()
     headline: Path = writes()
+    derived: Path = writes()
 
 
 def paths(params, args) -> Paths:
-    """Volumes and landmark files in; the manifest, problem report and summary out (``ingest`` or the command line)."""
+    """Volumes, landmark files and label maps in (``data`` or the command line); the manifest,
+    problem report, summary and derived landmarks out."""
+    from lmtransfer.anatomy.labels import BUILT_IN
+
+    data = params.data
     stage = replace(params.ingest, out_dir=Path(args.out)) if args.out else params.ingest
-    return Paths(Path(args.images or stage.images), tuple(Path(p) for p in (args.landmarks or stage.landmarks)), *stage.outputs, Path(stage.out_dir) / HEADLINE_JSON)
+    if args.images:   # everything from the command line: data.folder's subfolders only when named
+        landmarks = tuple(Path(p) for p in args.landmarks or ())
+        segmentations = Path(args.segmentations) if args.segmentations else None
+    else:
+        landmarks = tuple(Path(p) for p in args.landmarks) if args.landmarks else tuple(p for p in (data.landmarks,) if p.is_dir())
+        segmentations = Path(args.segmentations) if args.segmentations else (data.segmentations if data.segmentations.is_dir() else None)
+    table = args.labels or data.label_table
+    return Paths(Path(args.images or data.images), landmarks, segmentations,
+                 None if segmentations is None or table in BUILT_IN else Path(table), *stage.outputs,
+                 Path(stage.out_dir) / HEADLINE_JSON, stage.derived)
+
+
+def _derive_case(label_map: Path, case: str, table_spec: str, out_dir: Path, key: str) -> dict:
+    """Derive one case's landmarks into ``out_dir/<case>.csv`` (kept when its key matches: a resumed
+    ingest skips the cases it finished); the derivation summary."""
+    import pandas as pd
+
+    from lmtransfer.anatomy.derive import derive_landmarks
+    from lmtransfer.anatomy.labels import LabelTable
+    from lmtransfer.io.volumes import read_volume
+
+    report = out_dir / f"{case}.json"
+    if report.exists() and (out_dir / f"{case}.csv").exists():
+        done = json.loads(report.read_text())
+        if done.get("key") == key:
+            return done
+    derived, summary = derive_landmarks(read_volume(label_map), LabelTable.resolve(table_spec))
+    found = derived[derived["derived"]] if not summary["inconsistencies"] else derived.iloc[:0]
+    rows = pd.DataFrame({"case": case, "landmark": found["landmark"], "x": found["x"], "y": found["y"], "z": found["z"],
+                         "space": "LPS"})
+    rows.to_csv(out_dir / f"{case}.csv.tmp", index=False, float_format="%.3f")
+    (out_dir / f"{case}.csv.tmp").replace(out_dir / f"{case}.csv")
+    summary = {"case": case, "source": str(label_map), "key": key, **summary}
+    report.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def derive_folder(segmentations: Path, table_spec: str, out_dir: Path, workers: int, progress: bool) -> list[tuple[str, str, str, str]]:
+    """Landmarks from every label map in ``segmentations``, one CSV per case in ``out_dir`` (stale
+    ones removed); the problems as ``(severity, case, file, problem)`` for the ingest report."""
+    from lmtransfer.anatomy.labels import LabelTable
+    from lmtransfer.io.manifest import map_cases
+    from lmtransfer.io.volumes import case_id_from_path, find_volumes
+    from lmtransfer.provenance import source_digest
+
+    table = LabelTable.resolve(table_spec)   # a bad table is named before any work
+    maps = find_volumes(Path(segmentations))
+    if not maps:
+        raise FileNotFoundError(f"{segmentations}: no label maps found (.nii.gz, .nii, .nrrd, .mha, .mhd)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = [case_id_from_path(p) for p in maps]
+    for stale in out_dir.iterdir():
+        if stale.name.split(".")[0] not in cases:
+            stale.unlink()
+    code = source_digest("lmtransfer.anatomy.derive")
+    tables = json.dumps(sorted(table.names.items()))
+    keys = [hashlib.sha256(f"{code}\0{tables}\0".encode() + p.read_bytes()).hexdigest()[:16] if p.is_file() else code for p in maps]
+    results = map_cases(_derive_case, maps, cases, [table_spec] * len(maps), [out_dir] * len(maps), keys, workers=workers,
+                        progress=progress, desc="deriving landmarks", errors=(Exception,))
+    problems = []
+    for path, case, result in zip(maps, cases, results):
+        if isinstance(result, Exception):
+            problems.append(("error", case, str(path), str(result).removeprefix(f"{path}: ")))
+            continue
+        if result["inconsistencies"]:
+            problems.append(("error", case, str(path), "derived landmarks contradict anatomy (" + "; ".join(result["inconsistencies"])
+                             + f"); does the label table {table.source} fit this map? None of them is used"))
+        elif not result["derived"]:
+            problems.append(("warning", case, str(path), "no landmark kind could be derived from this label map"))
+        if result["unknown_label_ids"]:
+            problems.append(("warning", case, str(path), f"label ids {result['unknown_label_ids']} are not in the table {table.source}"))
+        if result["non_integer_voxels"]:
+            problems.append(("warning", case, str(path), f"{result['non_integer_voxels']} voxels held non-integer labels (rounded)"))
+    return problems
 
 
 def run(args) -> int:
@@ -76,14 +210,27 @@ def run(args) -> int:
 
     everything = stage_params(args)
     params, where = everything.ingest, paths(everything, args)
-    images, landmarks, out_dir = where.images, list(where.landmarks), where.manifest.parent
+    out_dir = where.manifest.parent
+    workers = args.workers or params.workers
+    if not where.landmarks and where.segmentations is None:
+        raise FileNotFoundError(f"{where.images.parent}: no landmarks/ or segmentations/ folder (nor --landmarks, --segmentations): "
+                                "nothing says where the landmarks are")
+    problems, derived = [], where.segmentations is not None
+    if derived:
+        problems = derive_folder(where.segmentations, args.labels or everything.data.label_table, where.derived, workers, not args.quiet)
+    else:  # no label maps: an empty folder (a DVC output either way), nothing left from an earlier run
+        shutil.rmtree(where.derived, ignore_errors=True)
+        where.derived.mkdir(parents=True)
     verify = params.verify_voxels if args.verify is None else args.verify
-    manifest, report = build_manifest(images, landmarks, verify_voxels=verify, workers=args.workers or params.workers,
-                                      progress=not args.quiet, max_voxels=params.max_voxels)
-    summary = write_outputs(manifest, report, out_dir)
+    manifest, report = build_manifest(where.images, list(where.landmarks), derived_sources=[where.derived] if derived else [],
+                                      verify_voxels=verify, workers=workers, progress=not args.quiet, max_voxels=params.max_voxels)
+    for problem in problems:
+        report.add(*problem)
+    summary = write_outputs(manifest, report, out_dir, where.derived if derived else None)
     write_headline(summary, {"cases": "cases", "errors": "errors"}, where.headline)
     print(f"manifest: {where.manifest} ({summary['cases']} cases, {summary['landmarks']} landmarks, "
-          f"{summary['landmark_kinds']} kinds, {summary['outside_image']} outside the image)")
+          f"{summary['landmark_kinds']} kinds, {summary['outside_image']} outside the image"
+          + (f", {summary['derived_landmarks']} derived from label maps)" if derived else ")"))
     print(f"report: {where.report} ({summary['errors']} errors, {summary['warnings']} warnings)")
     for row in report.rows[:20]:
         print(f"  {row['severity']}: {row['file']}: {row['problem']}")

@@ -36,7 +36,6 @@ class PhantomCTParams:
     """The ``phantom_ct`` section of params.yaml."""
 
     phantom: PhantomCTConfig = field(default_factory=PhantomCTConfig)
-    out_dir: Path = Path("data/phantom_ct")
     workers: int = 2
     preview_cases: tuple[int, ...] = (0,)
 
@@ -47,8 +46,12 @@ class Paths(StagePaths):
 
 
 def paths(params, args) -> Paths:
-    """The folder the phantom set is written to (``--out`` or ``phantom_ct.out_dir``)."""
-    return Paths(out_dir=Path(args.out or params.phantom_ct.out_dir))
+    """The folder the phantom set is written to: ``--out``, or the collection's ``data.folder`` when
+    ``data.source`` is the phantom (never a folder of your own scans)."""
+    if not args.out and params.data.source != "phantom":
+        raise ValueError(f"data.source is {params.data.source}: the phantom is not rendered into data.folder ({params.data.folder}); "
+                         "name a folder with --out")
+    return Paths(out_dir=Path(args.out or params.data.folder))
 
 
 def run(args) -> int:

@@ -53,7 +53,7 @@ class Paths(StagePaths):
 def paths(params, args) -> Paths:
     """Ingest's manifest (and the volumes it lists) and the case splits in; the checkpoint and reports out."""
     stage = params.voter
-    return Paths(params.ingest.manifest, Path(params.ingest.images), Path(params.split.out), Path(stage.model), Path(stage.reports_dir))
+    return Paths(params.ingest.manifest, params.data.images, Path(params.split.out), Path(stage.model), Path(stage.reports_dir))
 
 
 def run(args) -> int:

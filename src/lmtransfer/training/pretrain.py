@@ -63,17 +63,19 @@ class StepData:
 
 
 def step_classes(names: list[str], n_landmarks: int, order_seed: int) -> list[str]:
-    """The first ``n_landmarks`` kinds of the seeded order, and background last."""
+    """The first ``n_landmarks`` kinds (of ``names``: the training cases' landmarks) in the seeded
+    order, and background last; every kind when the data has fewer (a collection whose segmentations
+    give 30 kinds trains its 40 and 60 steps on all 30). A kind no training case shows cannot be learnt."""
     order = class_order(names, order_seed)
-    if n_landmarks > len(order):
-        raise ValueError(f"{n_landmarks} landmark classes asked, the data has {len(order)} kinds")
+    if not order:
+        raise ValueError("the data has no landmark kinds")
     return order[:n_landmarks] + [BACKGROUND]
 
 
 def cached_step_data(cache_dir: Path, splits: dict, n_landmarks: int, order_seed: int) -> StepData:
     """The step's patches from the patch cache (``pretrain.loader: cache``)."""
     patches, index = load_cache(cache_dir)
-    class_names = step_classes(index["name"].tolist(), n_landmarks, order_seed)
+    class_names = step_classes(index.loc[index["case"].isin(splits["train"]), "name"].tolist(), n_landmarks, order_seed)
     return StepData(class_names, select(patches, index, splits["train"], class_names, "all"),
                     select(patches, index, splits["val"], class_names, "clean"), select(patches, index, splits["test"], class_names, "clean"))
 
@@ -85,7 +87,7 @@ def queue_step_data(manifest: pd.DataFrame, splits: dict, n_landmarks: int, orde
     from lmtransfer.sampling.queue import QueuePatches, case_subjects, exact_patches
 
     in_image = manifest[manifest["in_image"].astype(bool)]
-    class_names = step_classes(in_image["landmark"].tolist(), n_landmarks, order_seed)
+    class_names = step_classes(in_image.loc[in_image["case"].isin(splits["train"]), "landmark"].tolist(), n_landmarks, order_seed)
 
     def exact(cases):
         x, index = exact_patches(case_subjects(manifest, cases, patch, class_names, loaded=True), patch)
@@ -113,12 +115,20 @@ def run_step(
     init = None
     if init_path is not None:
         previous, card = load_checkpoint(init_path)
+        if card.patch is not None and (card.fov_mm, card.pixels) != (patch.fov_mm, patch.pixels):
+            raise ValueError(f"{init_path}: trained on {card.fov_mm:g} mm patches of {card.pixels} pixels, this step cuts "
+                             f"{patch.fov_mm:g} mm of {patch.pixels}: set patches.fov_mm and patches.pixels to the starting model's")
         old = list(card.class_names)
-        missing = [c for c in old if c not in class_names]
-        if missing:
-            raise ValueError(f"{init_path}: classes {missing} of the previous step are not in this step")
-        init = previous.widened(len(class_names), {i: class_names.index(c) for i, c in enumerate(old)}, seed=cfg.seed)
+        dropped = [c for c in old if c not in class_names]
+        if dropped:   # e.g. the phantom's model starting a collection whose segmentations give fewer kinds
+            print(f"{name}: {len(dropped)} of the {len(old)} classes of {init_path} are not in this data; their outputs are "
+                  f"dropped, the features kept: {', '.join(dropped)}")
+        init = previous.widened(len(class_names), {i: class_names.index(c) for i, c in enumerate(old) if c in class_names},
+                                seed=cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if len(class_names) - 1 < n_landmarks:
+        print(f"{name}: {n_landmarks} landmark classes asked, the data has {len(class_names) - 1} kinds: trains on all of them")
+        n_landmarks = len(class_names) - 1
     print(f"{name}: {n_landmarks}+1 classes, {data.describe()} ({len(splits['train'])} training cases)"
           + (f", starting from {init_path}" if init_path else ""))
 

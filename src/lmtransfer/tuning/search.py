@@ -27,7 +27,8 @@ from lmtransfer.devices import resolve_device
 from lmtransfer.parallel import process_pool
 from lmtransfer.tracking import NullTracker, Tracker, git_commit, local_store, make_tracker, redact_url
 from lmtransfer.tracking import run_status as _run_status
-from lmtransfer.training.data import class_order, select
+from lmtransfer.training.data import select
+from lmtransfer.training.pretrain import step_classes
 from lmtransfer.training.train import TrainConfig, train_model
 
 EXPERIMENT = "landmark-tuning"
@@ -150,8 +151,8 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
     train_cfg = replace(train_cfg, threads=inputs.threads)
     start = time.perf_counter()
     patches, index = load_cache(cache_for(patch, inputs.manifest, cfg.cache_dir, inputs.threads, inputs.reuse_caches))
-    order = class_order(index["name"].tolist(), inputs.class_order_seed)
-    class_names = order[: cfg.landmarks] + ["background"]
+    class_names = step_classes(index.loc[index["case"].isin(inputs.splits["train"]), "name"].tolist(), cfg.landmarks,
+                               inputs.class_order_seed)
     train = select(patches, index, inputs.splits["train"], class_names, "all")
     val = select(patches, index, inputs.splits["val"], class_names, "clean")
     run = _TrialRun(inputs.parent_run, trial, patch, train_cfg)
