@@ -101,7 +101,7 @@ def test_verse_centroids_map_to_the_right_voxel(tmp_path, direction):
     path = tmp_path / "sub-01_seg-subreg_ctd.json"
     path.write_text(json.dumps([{"direction": ["P", "I", "R"]}, {"label": 20, "X": verse[0], "Y": verse[1], "Z": verse[2]}]))
     frame = read_landmarks(path)
-    assert frame["landmark"].tolist() == ["L1_vertebra_centroid"]
+    assert frame["landmark"].tolist() == ["L1_body_centre"]   # VerSe's vertebrae as our kinds
     np.testing.assert_allclose(landmarks_to_lps(frame, geometry)[0], geometry.index_to_lps(ijk), atol=1e-9)
 
 

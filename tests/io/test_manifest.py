@@ -1,6 +1,7 @@
 """The manifest on a deliberately broken folder: every problem is reported, nothing dropped silently."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -130,3 +131,27 @@ def test_overflowing_coordinates_are_errors(tmp_path):
     assert "'huge' has a missing, NaN or infinite coordinate" in problems[f"{marks / 'c.csv'}:4"]
     assert "'voxel' has a coordinate beyond" in problems[f"{marks / 'c.csv'}:5"]
     assert "'far' has a coordinate beyond" in problems[f"{marks / 'c.csv'}:6"]
+
+
+def test_image_paths_are_stored_relative_to_the_manifest(tmp_path, monkeypatch):
+    """Relative image paths are written relative to the manifest's folder, so the project can move
+    (or commands run from elsewhere); absolute ones stay absolute."""
+    from lmtransfer.io.manifest import read_manifest
+
+    project = tmp_path / "project"
+    (project / "scans").mkdir(parents=True)
+    sitk.WriteImage(make_image(), str(project / "scans" / "a.nii.gz"))
+    sitk.WriteImage(make_image(), str(tmp_path / "b.nii.gz"))
+    (project / "marks.csv").write_text("case,landmark,x,y,z\na,p,-18,37,-105\n")
+    monkeypatch.chdir(project)
+    manifest, _ = build_manifest(project / "scans", [project / "marks.csv"], progress=False)
+    manifest = pd.concat([manifest.assign(image_path="scans/a.nii.gz"), manifest.assign(case="b", image_path=str(tmp_path / "b.nii.gz"))])
+    write_outputs(manifest, build_manifest(project / "scans", [], progress=False)[1], project / "out" / "manifest")
+    stored = pd.read_csv(project / "out" / "manifest" / "manifest.csv")["image_path"].tolist()
+    assert stored == ["../../scans/a.nii.gz", str(tmp_path / "b.nii.gz")]
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    monkeypatch.chdir(tmp_path)   # elsewhere, and the tree moved: the paths still lead to the scans
+    again = read_manifest(moved / "out" / "manifest" / "manifest.csv")
+    assert again["image_path"].tolist() == [str(moved / "scans" / "a.nii.gz"), str(tmp_path / "b.nii.gz")]
+    assert all(Path(p).is_file() for p in again["image_path"]) and again["case"].tolist() == ["a", "b"]

@@ -22,6 +22,7 @@ from lmtransfer.detection.detector import DetectConfig, DetectionResult, Landmar
 from lmtransfer.detection.evaluate import load_truth, score_case
 from lmtransfer.detection.shape import ShapeModel
 from lmtransfer.io.landmarks import write_slicer_json
+from lmtransfer.io.manifest import read_manifest
 from lmtransfer.provenance import source_digest
 
 
@@ -54,7 +55,7 @@ def fit_shape_model(manifest_path: Path, train_cases: list[str], out_path: Path)
 
 def image_paths(manifest_path: Path, cases: list[str]) -> dict[str, Path]:
     """The image of each case, from an ingest manifest; a case it lacks is named."""
-    manifest = pd.read_csv(manifest_path, dtype={"case": str})
+    manifest = read_manifest(manifest_path)
     paths = manifest.drop_duplicates("case").set_index("case")["image_path"]
     missing = [c for c in cases if c not in paths.index]
     if missing:

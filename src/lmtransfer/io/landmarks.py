@@ -222,6 +222,10 @@ def read_verse_json(path: Path) -> pd.DataFrame:
     ``{"label": id, "X": .., "Y": .., "Z": ..}`` in voxels of the image reoriented to those codes.
     The points are returned as ``space="IJK"`` with the axis codes kept in ``source``; the
     manifest maps them back to the image's own index order with :func:`verse_to_image_index`.
+    Vertebrae are named as our kinds, ``<V>_body_centre`` (``L1_body_centre``), so VerSe cases
+    train and score with the rest. VerSe gives one centroid per vertebra label; where that is the
+    whole vertebra's centroid, it lies about 6 mm posterior of the body centre as derived here
+    (measured on L1-L5 of the shared abdomen scan), a bias the README states.
     """
     path = Path(path)
     document = _load_json(path)
@@ -243,7 +247,7 @@ def read_verse_json(path: Path) -> pd.DataFrame:
         rows.append(
             {
                 "case": None,
-                "landmark": f"{name}_vertebra_centroid" if name else f"verse_label_{int(label)}",
+                "landmark": f"{name}_body_centre" if name else f"verse_label_{int(label)}",
                 "x": _coordinate(item.get("X")),
                 "y": _coordinate(item.get("Y")),
                 "z": _coordinate(item.get("Z")),

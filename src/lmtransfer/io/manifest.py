@@ -7,6 +7,7 @@ report, with the file and the problem.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,12 +252,23 @@ MANIFEST_CSV, REPORT_CSV, SUMMARY_JSON = "manifest.csv", "ingest_report.csv", "i
 OUTPUT_FILES = (MANIFEST_CSV, REPORT_CSV, SUMMARY_JSON)
 
 
+def read_manifest(path: Path) -> pd.DataFrame:
+    """A manifest written by :func:`write_outputs`; its image paths are absolute or relative to the
+    manifest's folder (so a project, or the manifest with its images, can move), returned usable from here."""
+    path = Path(path)
+    manifest = pd.read_csv(path, dtype={"case": str})
+    manifest["image_path"] = [p if os.path.isabs(p) else os.path.normpath(os.path.join(path.parent, p))
+                              for p in manifest["image_path"].astype(str)]
+    return manifest
+
+
 def write_outputs(manifest: pd.DataFrame, report: IngestReport, out_dir: Path, derived_dir: Path | None = None) -> dict:
     """Write ``manifest.csv``, ``ingest_report.csv`` and ``ingest_summary.json`` (:data:`OUTPUT_FILES`); return the
     summary (``derived_landmarks``: the rows that came from files in ``derived_dir``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest.to_csv(out_dir / MANIFEST_CSV, index=False, float_format="%.4f")
+    stored = manifest.assign(image_path=[p if os.path.isabs(p) else os.path.relpath(p, out_dir) for p in manifest["image_path"].astype(str)])
+    stored.to_csv(out_dir / MANIFEST_CSV, index=False, float_format="%.4f")
     report.frame().to_csv(out_dir / REPORT_CSV, index=False)
     summary = {
         "cases": int(manifest["case"].nunique()) if len(manifest) else 0,

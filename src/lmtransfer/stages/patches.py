@@ -65,13 +65,14 @@ def run(args) -> int:
     import pandas as pd
 
     from lmtransfer.sampling.cache import build_patch_cache, file_hash, split_cases
+    from lmtransfer.io.manifest import read_manifest
 
     params = stage_params(args)
     stage, where = params.patches, paths(params, args)
     manifest_path = where.manifest
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path}: manifest not found; run `lmtransfer ingest` first")
-    manifest = pd.read_csv(manifest_path)
+    manifest = read_manifest(manifest_path)
     out_dir = where.out_dir
     start = time.perf_counter()
     build_patch_cache(manifest, file_hash(manifest_path), stage.patch, out_dir, workers=args.workers or stage.workers, progress=not args.quiet)

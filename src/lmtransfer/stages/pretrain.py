@@ -98,8 +98,9 @@ def run(args) -> int:
         import pandas as pd
 
         from lmtransfer.training.pretrain import queue_step_data
+        from lmtransfer.io.manifest import read_manifest
 
-        data = queue_step_data(pd.read_csv(where.manifest), splits, args.landmarks, stage.class_order_seed, params.patches.patch,
+        data = queue_step_data(read_manifest(where.manifest), splits, args.landmarks, stage.class_order_seed, params.patches.patch,
                                stage.train.seed, stage.samples_per_volume)
         tags = {"data_hash": file_hash(where.manifest), "loader": "queue"}
     else:

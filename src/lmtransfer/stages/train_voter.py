@@ -62,6 +62,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from lmtransfer.detection.voting import cut_cases, evaluate_voter, train_voter
+    from lmtransfer.io.manifest import read_manifest
     from lmtransfer.models.checkpoint import ModelCard, save_checkpoint
     from lmtransfer.sampling.cache import file_hash
     from lmtransfer.tracking import git_commit, make_tracker, tracked_run
@@ -73,7 +74,7 @@ def run(args) -> int:
     for path, hint in ((where.manifest, "dvc repro ingest"), (where.splits, "dvc repro patches")):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: not found; run `{hint}`")
-    manifest = pd.read_csv(where.manifest, dtype={"case": str})
+    manifest = read_manifest(where.manifest)
     splits = json.loads(Path(where.splits).read_text())
     names = sorted(manifest.loc[manifest["case"].isin(splits["train"]), "landmark"].dropna().unique())
     data = {}

@@ -24,6 +24,7 @@ import pandas as pd
 
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, load_cache
 from lmtransfer.devices import resolve_device
+from lmtransfer.io.manifest import read_manifest
 from lmtransfer.parallel import process_pool
 from lmtransfer.tracking import NullTracker, Tracker, git_commit, local_store, make_tracker, redact_url
 from lmtransfer.tracking import run_status as _run_status
@@ -133,7 +134,7 @@ def cache_for(patch: PatchCacheConfig, manifest: Path, root: Path, workers: int 
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            build_patch_cache(pd.read_csv(manifest), file_hash(manifest), patch, folder, workers=workers, progress=False)
+            build_patch_cache(read_manifest(manifest), file_hash(manifest), patch, folder, workers=workers, progress=False)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return folder
