@@ -26,6 +26,12 @@ from lmtransfer.phantoms.shapes import (
 )
 from lmtransfer.phantoms.tissues import PHASES, Tissue
 
+# where the aortic arch passes the trachea (mm): its top anterior-left of the trachea's axis, then
+# down its left side (the trachea's radius 10 mm plus the arch's 12-16 mm keep them apart)
+ARCH_TOP_LEFT_MM = 16.0
+ARCH_TOP_ANTERIOR_MM = 20.0
+ARCH_DESCENT_LEFT_MM = 26.0
+ROOT_ANTERIOR_MM = 16.0
 VERTEBRAE: tuple[str, ...] = ("C7", *(f"T{i}" for i in range(1, 13)), *(f"L{i}" for i in range(1, 6)))
 
 LANDMARKS: tuple[str, ...] = (
@@ -81,6 +87,18 @@ class TorsoAnatomy:
     phase: str
     factors: dict[str, float] = field(default_factory=dict)
 
+    def tissue_at(self, points_mm: np.ndarray) -> np.ndarray:
+        """The tissue the paint operations leave at each canonical point ``(n, 3)`` (before the
+        renderer's bowel and noise): what the label map holds there, without rendering a volume."""
+        points = np.asarray(points_mm, float).reshape(-1, 3)
+        labels = np.zeros(len(points), np.uint8)
+        for op in self.ops:
+            mask = op.shape.contains(points[:, 0], points[:, 1], points[:, 2])
+            if op.only_on is not None:
+                mask &= np.isin(labels, np.array(op.only_on, dtype=np.uint8))
+            labels[mask] = op.tissue
+        return labels
+
 
 class TorsoBuilder:
     """Samples one case's anatomy from a random generator; :meth:`build` returns a :class:`TorsoAnatomy`."""
@@ -127,6 +145,10 @@ class TorsoBuilder:
 
     def b_spine(self, z) -> np.ndarray:
         return self.f_bspine(z)
+
+    def y_trachea(self, z) -> float:
+        """AP position of the trachea's axis at height z: 24 mm in front of the vertebral bodies."""
+        return float(self.y_spine(z) - self.b_spine(z) - 24)
 
     # ---- spine and body profiles ---------------------------------------------------------
     def _spine_geometry(self) -> None:
@@ -415,14 +437,17 @@ class TorsoBuilder:
         z_jn = float(self.z_bottom[2] - self.disc[2] / 2)
         self.z_jn = z_jn
         root = heart.point([0, 0, -1], 0.45) + [-16, 6, 24]
+        # the ascending aorta lies in front of the airways: the root at least ROOT_ANTERIOR_MM ahead of the trachea's axis
+        root[1] = min(root[1], self.y_trachea(root[2]) - ROOT_ANTERIOR_MM)
         z_arch = z_jn - 24 + r.normal(0, 4)
         ys_arch = float(self.y_spine(z_arch) - self.b_spine(z_arch))
         ctrl = [
             root,
             root + [-6, -8, 0.45 * (z_arch - root[2])],
             [root[0] - 2, 0.5 * (root[1] + ys_arch) - 14, z_arch - 10],
-            [6, 0.5 * (root[1] + ys_arch) - 2, z_arch],
-            [18, ys_arch - 14, z_arch - 12],
+            # over the top the arch runs anterior and then left of the trachea, not through it
+            [ARCH_TOP_LEFT_MM, min(0.5 * (root[1] + ys_arch) - 2, self.y_trachea(z_arch) - ARCH_TOP_ANTERIOR_MM), z_arch],
+            [ARCH_DESCENT_LEFT_MM, ys_arch - 14, z_arch - 12],
         ]
         levels = range(VERTEBRAE.index("T5"), VERTEBRAE.index("L4"))
         for v in levels:
@@ -503,7 +528,7 @@ class TorsoBuilder:
     def _airways(self) -> None:
         r = self.rng
         z_car = float(self.z_top[5] - 2 + r.normal(0, 4))
-        y_tr = lambda z: float(self.y_spine(z) - self.b_spine(z) - 24)
+        y_tr = self.y_trachea
         carina = np.array([2.0, y_tr(z_car), z_car])
         trachea = smooth_curve(np.array([[0, y_tr(self.z_top[0] + 90), self.z_top[0] + 90], [0, y_tr(self.z_top[0]), self.z_top[0]], [1, y_tr(0.5 * (z_car + self.z_top[0])), 0.5 * (z_car + self.z_top[0])], carina]), 4.0)
         end_r = carina + [-22, 8, -18] + r.normal(0, 2, 3)
@@ -517,10 +542,13 @@ class TorsoBuilder:
             (np.array([end_l, end_l + [18, -4, 12]]), 4.5, 3.2),
             (smooth_curve(np.array([end_l, end_l + [12, 10, -20], end_l + [22, 28, -60]]), 4.0), 4.6, 3.4),
         ]
-        for points, outer, _ in tree:
-            self.paint(tube(points, outer), Tissue.SOFT)
-        for points, _, lumen in tree:
-            self.paint(tube(points, lumen), Tissue.AIRWAY)
+        # the airways give way to the heart and great vessels where a case packs them close (the
+        # main bronchi behind a high heart): a landmark on the aorta stays on the aorta
+        yielding = tuple(t for t in Tissue if t not in (Tissue.ARTERY, Tissue.HEART_BLOOD, Tissue.MYOCARDIUM))
+        for k, (points, outer, _) in enumerate(tree):
+            self.paint(tube(points, outer), Tissue.SOFT, only_on=yielding if k > 2 else None)
+        for k, (points, _, lumen) in enumerate(tree):
+            self.paint(tube(points, lumen), Tissue.AIRWAY, only_on=yielding if k > 2 else None)
         self.lm["carina"] = carina
         self.lm["bronchus_main_R_end"] = end_r
         self.lm["bronchus_main_L_end"] = end_l
