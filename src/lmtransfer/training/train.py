@@ -17,6 +17,7 @@ from torch import nn
 from lmtransfer.devices import autocast, grad_scaler, optimiser_step, prepare, to_device, torch_threads
 from lmtransfer.models.mini_vgg import MiniVGG
 from lmtransfer.training.data import Normaliser, PatchSet, augment_intensity, balanced_weights
+from lmtransfer.training.randomise import Randomisation, randomise
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,17 @@ class TrainConfig:
     epoch_patches: int = 8000
     intensity_scale: float = 0.05
     intensity_shift_hu: float = 20.0
+    # domain randomisation (training/randomise.py): share of patches, band-remapping strength, blur, noise
+    randomise_probability: float = 0.0
+    randomise_strength: float = 1.0
+    randomise_blur_px: float = 1.0
+    randomise_noise_hu: float = 25.0
     seed: int = 0
     threads: int = 2
+
+    @property
+    def randomisation(self) -> Randomisation:
+        return Randomisation(self.randomise_probability, self.randomise_strength, self.randomise_blur_px, self.randomise_noise_hu)
 
     @property
     def normaliser(self) -> Normaliser:
@@ -128,13 +138,15 @@ def _train(train, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epo
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.max_epochs)
     loss_fn = nn.CrossEntropyLoss()
     epoch_batches = _cached_batches(train, cfg, generator, device) if isinstance(train, PatchSet) else train.batches
-    normalise = cfg.normaliser
+    normalise, randomisation = cfg.normaliser, cfg.randomisation
     best_score, best_state, best_epoch, history = -1.0, None, 0, []
     for epoch in range(1, cfg.max_epochs + 1):
         start = time.perf_counter()
         model.train()
         total_loss = correct = seen = 0
         for x_hu, y_cpu in epoch_batches(cfg.epoch_patches, cfg.batch_size):
+            if randomisation.enabled:   # off: nothing drawn, so the generator's stream is what it always was
+                x_hu = randomise(x_hu, generator, randomisation)
             x = augment_intensity(x_hu, generator, cfg.intensity_scale, cfg.intensity_shift_hu)
             y = to_device(y_cpu, device)
             with autocast(device):
