@@ -73,7 +73,7 @@ def test_dvc_repro_in_a_scratch_project(tmp_path):
     scratch = Project(tmp_path / "project")
     project, run, dvc = scratch.folder, scratch.run, scratch.dvc
     first = run(*dvc, "repro")
-    for stage in ("phantom_ct", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct",
+    for stage in ("phantom_ct@torso", "ingest", "patches", "pretrain_20", "pretrain_40", "pretrain_60", "pretrain_60_direct",
                   "phantom_mra", "vessels", "lesion_patches", "nodule_patches", "cifar_pretrain", "transfer", "transfer_nodules",
                   "transfer_summary",
                   "finetune", "train_voter", "detect_eval"):

@@ -16,7 +16,7 @@ from scratch import Project
 
 LONG_STAGES = {
     # stage: when it is mid-way (a file that appears while it works)
-    "phantom_ct": lambda root: any((root / "data" / "phantom_ct" / "meta").glob("case_*.json")),
+    "phantom_ct@torso": lambda root: any((root / "data" / "phantom_ct" / "meta").glob("case_*.json")),
     "patches": lambda root: any((root / "data" / "patches" / "cases").glob("*.npz")),
     "pretrain_20": lambda root: (root / "reports" / "pretrain" / "lm20").is_dir(),
     "detect_eval": lambda root: (root / "models" / "landmark_shape.json").exists(),
