@@ -71,6 +71,7 @@ FOLDER = "data:\n  source: folder\n  render: []\n  folder: data/my_ct\n"
 
 
 def test_a_folder_collection(tmp_path):
+    assert load_params(_write(tmp_path, FOLDER + "  label_table: data/my_ct/labels.csv\n")).data.label_table == "data/my_ct/labels.csv"
     params = load_params(_write(tmp_path, FOLDER))
     assert params.data.images == Path("data/my_ct/images") and params.data.segmentations == Path("data/my_ct/segmentations")
 
@@ -81,6 +82,7 @@ def test_a_folder_collection(tmp_path):
     ("data:\n  render: []\n", "data.render must be ['torso'] with data.source phantom"),
     ("data:\n  render: [brain]\n", "data.render: unknown phantom(s) ['brain']"),
     ("phantom_ct:\n  out_dir: data/p\n", "phantom_ct.out_dir: the phantom renders into data.folder now"),
+    (FOLDER + "  label_table: tables/v1.csv\n", "data.label_table tables/v1.csv: a table of your own (CSV id,name) goes in data.folder"),
     ("ingest:\n  images: my_ct/images\n", "ingest.images: what is read is the data section now"),
 ])
 def test_a_collection_that_contradicts_itself_is_named(tmp_path, text, message):

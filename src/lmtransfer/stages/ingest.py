@@ -68,6 +68,11 @@ class DataParams:
         if tuple(self.render) != wanted:
             raise ValueError(f"data.render must be {list(wanted)} with data.source {self.source} (it tells DVC whether the "
                              f"phantom stage runs), got {list(self.render)}")
+        from lmtransfer.anatomy.labels import BUILT_IN
+
+        if self.label_table not in BUILT_IN and Path(self.folder) not in Path(self.label_table).parents:
+            raise ValueError(f"data.label_table {self.label_table}: a table of your own (CSV id,name) goes in data.folder "
+                             f"({self.folder}), which DVC tracks; built in: {', '.join(BUILT_IN)}")
 
     @property
     def images(self) -> Path:
