@@ -110,10 +110,10 @@ def evaluate(params: DetectEvalParams, where: Paths, progress: bool = True, trac
     shown = params.overlay_case or cases[0]
     if shown not in images:  # checked before minutes of detection, not after
         raise ValueError(f"detect.overlay_case {shown!r} is not among the evaluated cases")
-    if not where.truth.exists():
-        raise FileNotFoundError(f"{where.truth}: landmark truth table not found (detect.truth names a file in data.folder; "
-                                "\"\" scores against ingest's manifest)")
-    truth = load_truth(where.truth)
+    try:
+        truth = load_truth(where.truth)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc} (detect.truth names a file in data.folder; \"\" scores against ingest's manifest)") from exc
     without = sorted(set(cases) - set(truth["case"]))
     if without:
         raise ValueError(f"{where.truth}: no landmark truth for case(s) {without}")

@@ -145,15 +145,21 @@ def paths(params, args) -> Paths:
                  Path(stage.out_dir) / HEADLINE_JSON, stage.derived)
 
 
-def _derive_case(label_map: Path, case: str, table_spec: str, out_dir: Path, key: str) -> dict:
-    """Derive one case's landmarks into ``out_dir/<case>.csv`` (kept when its key matches: a resumed
-    ingest skips the cases it finished); the derivation summary."""
+DERIVED_SUFFIXES = (".csv", ".csv.tmp", ".json")
+
+
+def _derive_case(label_map: Path, case: str, table_spec: str, out_dir: Path, code_and_table: str) -> dict:
+    """Derive one case's landmarks into ``out_dir/<case>.csv`` (kept when its key, the label map's bytes
+    with ``code_and_table``, matches: a resumed ingest skips the cases it finished); the derivation summary."""
     import pandas as pd
 
     from lmtransfer.anatomy.derive import derive_landmarks
     from lmtransfer.anatomy.labels import LabelTable
     from lmtransfer.io.volumes import read_volume
 
+    key = code_and_table
+    if label_map.is_file():   # a DICOM series folder is keyed by code and table only
+        key = hashlib.sha256(code_and_table.encode() + label_map.read_bytes()).hexdigest()[:16]
     report = out_dir / f"{case}.json"
     if report.exists() and (out_dir / f"{case}.csv").exists():
         done = json.loads(report.read_text())
@@ -185,13 +191,11 @@ def derive_folder(segmentations: Path, table_spec: str, out_dir: Path, workers: 
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = [case_id_from_path(p) for p in maps]
     for stale in out_dir.iterdir():
-        if stale.name.split(".")[0] not in cases:
+        if not any(stale.name.removesuffix(suffix) in cases for suffix in DERIVED_SUFFIXES if stale.name.endswith(suffix)):
             stale.unlink()
-    code = source_digest("lmtransfer.anatomy.derive")
-    tables = json.dumps(sorted(table.names.items()))
-    keys = [hashlib.sha256(f"{code}\0{tables}\0".encode() + p.read_bytes()).hexdigest()[:16] if p.is_file() else code for p in maps]
-    results = map_cases(_derive_case, maps, cases, [table_spec] * len(maps), [out_dir] * len(maps), keys, workers=workers,
-                        progress=progress, desc="deriving landmarks", errors=(Exception,))
+    code_and_table = f"{source_digest('lmtransfer.anatomy.derive')}\0{json.dumps(sorted(table.names.items()))}\0"
+    results = map_cases(_derive_case, maps, cases, [table_spec] * len(maps), [out_dir] * len(maps), [code_and_table] * len(maps),
+                        workers=workers, progress=progress, desc="deriving landmarks", errors=(Exception,))
     problems = []
     for path, case, result in zip(maps, cases, results):
         if isinstance(result, Exception):

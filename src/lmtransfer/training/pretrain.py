@@ -62,20 +62,20 @@ class StepData:
         return f"{train}, {len(self.val)} validation, {len(self.test)} test"
 
 
-def step_classes(names: list[str], n_landmarks: int, order_seed: int) -> list[str]:
-    """The first ``n_landmarks`` kinds (of ``names``: the training cases' landmarks) in the seeded
-    order, and background last; every kind when the data has fewer (a collection whose segmentations
-    give 30 kinds trains its 40 and 60 steps on all 30). A kind no training case shows cannot be learnt."""
-    order = class_order(names, order_seed)
+def step_classes(rows: pd.DataFrame, name_column: str, train_cases: list[str], n_landmarks: int, order_seed: int) -> list[str]:
+    """The first ``n_landmarks`` kinds that the training cases of ``rows`` show, in the seeded order,
+    and background last; every kind when the data has fewer (a collection whose segmentations give 30
+    kinds trains its 40 and 60 steps on all 30). A kind no training case shows cannot be learnt."""
+    order = class_order(rows.loc[rows["case"].isin(train_cases), name_column].tolist(), order_seed)
     if not order:
-        raise ValueError("the data has no landmark kinds")
+        raise ValueError("the training cases have no landmark kinds")
     return order[:n_landmarks] + [BACKGROUND]
 
 
 def cached_step_data(cache_dir: Path, splits: dict, n_landmarks: int, order_seed: int) -> StepData:
     """The step's patches from the patch cache (``pretrain.loader: cache``)."""
     patches, index = load_cache(cache_dir)
-    class_names = step_classes(index.loc[index["case"].isin(splits["train"]), "name"].tolist(), n_landmarks, order_seed)
+    class_names = step_classes(index, "name", splits["train"], n_landmarks, order_seed)
     return StepData(class_names, select(patches, index, splits["train"], class_names, "all"),
                     select(patches, index, splits["val"], class_names, "clean"), select(patches, index, splits["test"], class_names, "clean"))
 
@@ -87,7 +87,7 @@ def queue_step_data(manifest: pd.DataFrame, splits: dict, n_landmarks: int, orde
     from lmtransfer.sampling.queue import QueuePatches, case_subjects, exact_patches
 
     in_image = manifest[manifest["in_image"].astype(bool)]
-    class_names = step_classes(in_image.loc[in_image["case"].isin(splits["train"]), "landmark"].tolist(), n_landmarks, order_seed)
+    class_names = step_classes(in_image, "landmark", splits["train"], n_landmarks, order_seed)
 
     def exact(cases):
         x, index = exact_patches(case_subjects(manifest, cases, patch, class_names, loaded=True), patch)

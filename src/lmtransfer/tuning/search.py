@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
-
 from lmtransfer.sampling.cache import PatchCacheConfig, build_patch_cache, file_hash, load_cache
 from lmtransfer.devices import resolve_device
 from lmtransfer.io.manifest import read_manifest
@@ -152,8 +150,7 @@ def objective(trial, cfg: TuneConfig, inputs: TuneInputs) -> float:
     train_cfg = replace(train_cfg, threads=inputs.threads)
     start = time.perf_counter()
     patches, index = load_cache(cache_for(patch, inputs.manifest, cfg.cache_dir, inputs.threads, inputs.reuse_caches))
-    class_names = step_classes(index.loc[index["case"].isin(inputs.splits["train"]), "name"].tolist(), cfg.landmarks,
-                               inputs.class_order_seed)
+    class_names = step_classes(index, "name", inputs.splits["train"], cfg.landmarks, inputs.class_order_seed)
     train = select(patches, index, inputs.splits["train"], class_names, "all")
     val = select(patches, index, inputs.splits["val"], class_names, "clean")
     run = _TrialRun(inputs.parent_run, trial, patch, train_cfg)
