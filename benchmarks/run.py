@@ -2,7 +2,8 @@
 
 - phantom: seconds to render one default-resolution case vs a coarse one, and rendering with the
   paint operations' hints (only the voxels they can change are tested) vs testing every voxel of
-  their boxes, with the labels asserted equal.
+  their boxes, with the labels asserted equal; and painting and texturing in cache-sized z-pieces vs
+  whole boxes and volumes, images and labels asserted equal.
 - ingest: reading a volume's header only vs reading and verifying every voxel, per case.
 - sampling: 2.5D patches/s, our LandmarkSampler vs the stock TorchIO LabelSampler + Queue route
   (bench_sampler.py).
@@ -71,6 +72,29 @@ def render_hint_ratio(cfg: PhantomCTConfig, cases=(3, 10)) -> tuple[float, float
     return times["hinted"] / len(cases), times["every"] / len(cases)
 
 
+def render_piece_ratio(cfg: PhantomCTConfig, cases=(3, 10, 20)) -> tuple[float, float]:
+    """Seconds per case rendering in cache-sized pieces and whole (the renderer before), alternated."""
+    import SimpleITK as sitk
+
+    from lmtransfer.phantoms import noise, torso_ct
+
+    sizes = {"pieces": (torso_ct.PIECE_VOXELS, noise.SLAB_VOXELS), "whole": (1 << 40, 1 << 40)}
+    times = dict.fromkeys(sizes, 0.0)
+    try:
+        for index in cases:
+            arrays = {}
+            for mode, (piece, slab) in sizes.items():
+                torso_ct.PIECE_VOXELS, noise.SLAB_VOXELS = piece, slab
+                start = time.perf_counter()
+                case = render_case(index, cfg)
+                times[mode] += time.perf_counter() - start
+                arrays[mode] = (sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(case.labels))
+            assert all(np.array_equal(a, b) for a, b in zip(arrays["pieces"], arrays["whole"])), f"case {index}: pieces changed it"
+    finally:
+        torso_ct.PIECE_VOXELS, noise.SLAB_VOXELS = sizes["pieces"]
+    return times["pieces"] / len(cases), times["whole"] / len(cases)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -88,6 +112,9 @@ def main() -> None:
         hinted, every = render_hint_ratio(PhantomCTConfig(), cases=(3, 10))
         print(f"phantom render (no write), tested only where it can change: {hinted:6.2f} s/case; every voxel of the box "
               f"(before): {every:6.2f} s/case; ratio {every / hinted:.2f}x, labels identical")
+        pieces, whole = render_piece_ratio(PhantomCTConfig())
+        print(f"phantom render (no write), in cache-sized z-pieces: {pieces:6.2f} s/case; whole boxes and volumes "
+              f"(before): {whole:6.2f} s/case; ratio {whole / pieces:.2f}x, images and labels identical")
 
         path = out / "images" / f"{case_id(0)}.nii.gz"
         header = timed(lambda: read_geometry(path), repeat=5)

@@ -165,3 +165,21 @@ def test_testing_only_the_promised_tissues_paints_the_same_voxels(monkeypatch):
             patch.setattr(PaintOp, "tested_on", lambda op: None)   # every voxel of every box: the renderer before
             every = sitk.GetArrayFromImage(render_case(index, cfg).labels)
         assert np.array_equal(hinted, every)
+
+
+def test_painting_and_texturing_in_pieces_gives_the_same_bytes(monkeypatch):
+    """The renderer works through each paint box and the volume in z-pieces sized for the CPU cache;
+    every step is pointwise, so any piece size must give the bytes of painting each box whole."""
+    import lmtransfer.phantoms.noise as noise
+    import lmtransfer.phantoms.torso_ct as torso_ct
+
+    cfg = PhantomCTConfig(spacing_inplane_mm=3.0, slice_mm_choices=(3.0,), slice_mm_weights=(1.0,))
+    rendered = {}
+    for pieces in (1 << 9, 1 << 40):   # a few rows per piece; one piece per box and volume
+        monkeypatch.setattr(torso_ct, "PIECE_VOXELS", pieces)
+        monkeypatch.setattr(noise, "SLAB_VOXELS", pieces)
+        case = render_case(2, cfg)
+        rendered[pieces] = (sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(case.labels))
+    small, whole = rendered.values()
+    assert np.array_equal(small[1], whole[1])
+    assert np.array_equal(small[0], whole[0])
