@@ -1,4 +1,10 @@
-"""What every phantom set shares: per-case file layout, resumable rendering, cleanup of extra cases."""
+"""What every phantom set shares: per-case file layout, resumable rendering, cleanup of extra cases.
+
+A finished case is certified by a stamp kept *beside* the set (``.<set>.resume/``), not in it: the
+stamp holds the fingerprint of the settings and the rendering code, and the size and time of the
+case's files. So a change of the code that leaves the voxels as they were re-renders every case
+and leaves the set's bytes, and its DVC hash, unchanged: the stages after it are not run again.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +27,15 @@ def temp_path(final: Path) -> Path:
 
 def remove_stale_temps(out_dir: Path) -> None:
     """Temporary files of killed runs (they would change the folder's DVC hash)."""
-    for sub in ("images", "labels", "landmarks", "meta"):
-        for path in (Path(out_dir) / sub).glob(".tmp_*"):
+    for folder in [Path(out_dir) / sub for sub in ("images", "labels", "landmarks", "meta")] + [resume_dir(out_dir)]:
+        for path in folder.glob(".tmp_*"):
             path.unlink(missing_ok=True)
+
+
+def resume_dir(out_dir: Path) -> Path:
+    """Where the stamps of the set in ``out_dir`` live (hidden, beside it)."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.resume"
 
 
 def case_id(index: int) -> str:
@@ -32,28 +44,40 @@ def case_id(index: int) -> str:
 
 @dataclass(frozen=True)
 class CasePaths:
-    """One case's files; the meta file is written last and marks the case complete."""
+    """One case's files (the meta file written last) and the stamp that says they are complete."""
 
     image: Path
     labels: Path
     landmarks: Path
     meta: Path
+    stamp: Path
 
     @classmethod
     def of(cls, out_dir: Path, cid: str) -> CasePaths:
         out_dir = Path(out_dir)
         return cls(
             out_dir / "images" / f"{cid}.nii.gz", out_dir / "labels" / f"{cid}.nii.gz",
-            out_dir / "landmarks" / f"{cid}.mrk.json", out_dir / "meta" / f"{cid}.json",
+            out_dir / "landmarks" / f"{cid}.mrk.json", out_dir / "meta" / f"{cid}.json", resume_dir(out_dir) / f"{cid}.json",
         )
 
+    def _files(self) -> dict[str, list[int]]:
+        """Size and modification time of each file: a file replaced or touched since the stamp voids it."""
+        return {f"{p.parent.name}/{p.name}": [p.stat().st_size, p.stat().st_mtime_ns] for p in (self.image, self.labels, self.landmarks, self.meta)}
+
     def complete(self, fingerprint: str) -> bool:
-        if not all(p.exists() for p in (self.image, self.labels, self.landmarks, self.meta)):
-            return False
+        """Written by code and settings with ``fingerprint``, and untouched since."""
         try:
-            return json.loads(self.meta.read_text()).get("fingerprint") == fingerprint
-        except (json.JSONDecodeError, OSError):
+            stamp = json.loads(self.stamp.read_text())
+            return stamp.get("fingerprint") == fingerprint and stamp.get("files") == self._files()
+        except (json.JSONDecodeError, OSError):   # no stamp, or a file missing
             return False
+
+    def mark_complete(self, fingerprint: str) -> None:
+        """Stamp the case as finished (after its files are all written)."""
+        self.stamp.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(self.stamp)
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "files": self._files()}))
+        os.replace(tmp, self.stamp)
 
 
 def render_missing(render_and_write: Callable, cfg, out_dir: Path, n_cases: int, fingerprint: str, workers: int,
@@ -78,8 +102,8 @@ def render_missing(render_and_write: Callable, cfg, out_dir: Path, n_cases: int,
 
 def remove_extra_cases(out_dir: Path, n_cases: int) -> None:
     """Cases beyond ``n_cases`` (from an earlier, larger run) would leak into later stages: remove them."""
-    for sub, suffix in (("images", ".nii.gz"), ("labels", ".nii.gz"), ("landmarks", ".mrk.json"), ("meta", ".json")):
-        folder = out_dir / sub
+    for folder, suffix in ((out_dir / "images", ".nii.gz"), (out_dir / "labels", ".nii.gz"), (out_dir / "landmarks", ".mrk.json"),
+                           (out_dir / "meta", ".json"), (resume_dir(out_dir), ".json")):
         if not folder.is_dir():
             continue
         for path in folder.glob(f"case_*{suffix}"):

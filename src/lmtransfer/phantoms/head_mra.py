@@ -231,7 +231,7 @@ def _blood(tree: ArteryTree, aneurysms: list[Aneurysm], axes, spacing, rng) -> t
 
 
 def write_case(case: MRACase, out_dir: Path, fingerprint: str) -> CasePaths:
-    """Write one case atomically; the meta JSON (written last) marks it complete."""
+    """Write one case atomically (meta last), then stamp it done (beside the set)."""
     paths = CasePaths.of(out_dir, case.case_id)
     for p in (paths.image, paths.labels, paths.landmarks, paths.meta):
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -243,7 +243,7 @@ def write_case(case: MRACase, out_dir: Path, fingerprint: str) -> CasePaths:
     centres = np.array([a.centre_lps_mm for a in case.aneurysms]).reshape(-1, 3)
     write_slicer_json(paths.landmarks, names, centres, [f"{a.site}; diameter {2 * a.radius_mm:.1f} mm" for a in case.aneurysms])
     meta = {
-        **case.meta, "fingerprint": fingerprint,
+        **case.meta,
         "aneurysm_list": [{"name": n, "centre_lps_mm": np.round(a.centre_lps_mm, 3).tolist(), "radius_mm": round(a.radius_mm, 3),
                            "neck_lps_mm": np.round(a.neck_lps_mm, 3).tolist(), "neck_radius_mm": round(a.neck_radius_mm, 3),
                            "site": a.site} for n, a in zip(names, case.aneurysms)],
@@ -255,6 +255,7 @@ def write_case(case: MRACase, out_dir: Path, fingerprint: str) -> CasePaths:
     tmp = temp_path(paths.meta)
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, paths.meta)
+    paths.mark_complete(fingerprint)
     return paths
 
 
@@ -290,7 +291,6 @@ def write_index(out_dir: Path, n_cases: int) -> pd.DataFrame:
         for s in meta.pop("sites"):
             x, y, z = s.pop("point_lps_mm")
             sites.append({"case": meta["case"], **s, "x_lps_mm": x, "y_lps_mm": y, "z_lps_mm": z})
-        meta.pop("fingerprint", None)
         meta.pop("infundibulum_list", None)
         cases.append(meta)
     table = pd.DataFrame(cases)

@@ -239,7 +239,7 @@ def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.ra
 
 
 def write_case(case: PhantomCase, out_dir: Path, fingerprint: str) -> CasePaths:
-    """Write one case atomically (temporary names, then rename; the meta file last marks it done)."""
+    """Write one case atomically (temporary names, then rename; meta last), then stamp it done (beside the set)."""
     paths = CasePaths.of(out_dir, case.case_id)
     for p in (paths.image, paths.labels, paths.landmarks, paths.meta):
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -252,10 +252,11 @@ def write_case(case: PhantomCase, out_dir: Path, fingerprint: str) -> CasePaths:
     visible = [n for n in LANDMARKS if case.in_image[n]]
     write_slicer_json(paths.landmarks, visible, np.array([case.landmarks_lps_mm[n] for n in visible]).reshape(-1, 3))
     truth = {n: {"lps_mm": np.round(case.landmarks_lps_mm[n], 3).tolist(), "in_image": case.in_image[n]} for n in LANDMARKS}
-    meta = {**case.meta, "fingerprint": fingerprint, "landmarks": truth}
+    meta = {**case.meta, "landmarks": truth}
     tmp_meta = temp_path(paths.meta)
     tmp_meta.write_text(json.dumps(meta, indent=1))
     os.replace(tmp_meta, paths.meta)
+    paths.mark_complete(fingerprint)
     return paths
 
 
@@ -284,7 +285,6 @@ def write_index(out_dir: Path, n_cases: int) -> pd.DataFrame:
     for i in range(n_cases):
         meta = json.loads(CasePaths.of(out_dir, case_id(i)).meta.read_text())
         truth = meta.pop("landmarks")
-        meta.pop("fingerprint", None)
         cases.append(meta)
         for name, entry in truth.items():
             x, y, z = entry["lps_mm"]
