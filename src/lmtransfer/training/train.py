@@ -63,13 +63,18 @@ def predict(model: nn.Module, x_hu: np.ndarray, normaliser: Normaliser, batch_si
             device: torch.device | str = "cpu") -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` for int16 HU patches ``(n, 3, P, P)``, computed on ``device``
     (where the model is)."""
+    batches = (normaliser(torch.from_numpy(np.array(x_hu[start : start + batch_size]))) for start in range(0, len(x_hu), batch_size))
+    return _probabilities(model, batches, device)
+
+
+def _probabilities(model: nn.Module, batches, device: torch.device | str) -> np.ndarray:
+    """Class probabilities of network inputs given batch by batch."""
     device = torch.device(device)
     model.eval()
     out = []
     with torch.inference_mode(), autocast(device):
-        for start in range(0, len(x_hu), batch_size):
-            batch = to_device(normaliser(torch.from_numpy(np.array(x_hu[start : start + batch_size]))), device)
-            out.append(torch.softmax(model(batch).float(), dim=1).cpu().numpy())
+        for batch in batches:
+            out.append(torch.softmax(model(to_device(batch, device)).float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -139,6 +144,7 @@ def _train(train, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epo
     loss_fn = nn.CrossEntropyLoss()
     epoch_batches = _cached_batches(train, cfg, generator, device) if isinstance(train, PatchSet) else train.batches
     normalise, randomisation = cfg.normaliser, cfg.randomisation
+    val_inputs = normalise(torch.from_numpy(np.array(val.x)))   # once, not every epoch: the same values batch by batch
     best_score, best_state, best_epoch, history = -1.0, None, 0, []
     for epoch in range(1, cfg.max_epochs + 1):
         start = time.perf_counter()
@@ -159,7 +165,7 @@ def _train(train, val: PatchSet, cfg: TrainConfig, model: MiniVGG | None, on_epo
             seen += len(y)
         scheduler.step()
         train_seconds = time.perf_counter() - start
-        scores = predict(model, val.x, normalise, device=device)
+        scores = _probabilities(model, val_inputs.split(512), device)
         val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(scores).clamp_min(1e-12)), torch.as_tensor(np.array(val.y))))
         val_top1 = float((scores.argmax(1) == val.y).mean())
         values = {"train_loss": total_loss / seen, "train_top1": correct / seen, "val_loss": val_loss, "val_top1": val_top1,
