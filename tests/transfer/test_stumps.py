@@ -112,3 +112,20 @@ def test_values_1e7_apart_are_one_value_in_float32_as_in_scikit_learn():
     model, got = _ours(x, y, x_test, 5, 0)
     assert np.abs(got - expected).max() < 1e-9
     assert model.stumps_[0][1] != (float(low) + float(high)) / 2   # no split between the two
+
+
+@pytest.mark.parametrize("kind", ["continuous", "relu", "duplicated", "coarse"])
+def test_the_compiled_search_gives_the_bits_of_the_array_expressions(kind, monkeypatch):
+    """The numba pass (running sums and Gini proxy position by position) against the NumPy array
+    expressions it replaces: the same stumps, weights and decision functions to the last bit."""
+    from lmtransfer.transfer import stumps
+
+    assert stumps._best_positions is not None, "numba is a dependency: the compiled search must be there"
+    x, y, x_test = _data(kind, 11)
+    balanced = compute_sample_weight("balanced", y)
+    compiled, got = _ours(x, y, x_test, 80, 3, balanced)
+    monkeypatch.setattr(stumps, "_best_positions", None)
+    arrays, expected = _ours(x, y, x_test, 80, 3, balanced)
+    assert compiled.stumps_ == arrays.stumps_
+    assert np.array_equal(compiled.estimator_weights_, arrays.estimator_weights_)
+    assert np.array_equal(got, expected)
