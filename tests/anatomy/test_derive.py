@@ -150,3 +150,15 @@ def test_a_label_map_outlives_the_image_it_was_made_from():
     gc.collect()
     sitk.GetImageFromArray(np.full((30, 30, 30), 7, np.uint8))  # reuse freed memory, if it had been freed
     assert len(m.voxels("liver")) == 1000
+
+
+def test_derivation_warnings_name_what_went_wrong_but_leave_contradictions_to_the_caller():
+    from lmtransfer.anatomy.derive import derivation_warnings
+
+    clean = {"derived": 12, "kinds": 64, "label_table": "v2", "unknown_label_ids": [], "non_integer_voxels": 0, "inconsistencies": []}
+    assert derivation_warnings(clean) == []
+    messy = {**clean, "derived": 0, "unknown_label_ids": [200, 201], "non_integer_voxels": 17}
+    warnings = derivation_warnings(messy)
+    assert warnings[0] == "no landmark kind could be derived from this label map"
+    assert "label ids [200, 201] are not in the table v2" in warnings[1] and "17 voxels" in warnings[2]
+    assert derivation_warnings({**messy, "inconsistencies": ["L1 above T12"]})[0].startswith("label ids")

@@ -432,3 +432,16 @@ def inconsistencies(derived: pd.DataFrame) -> list[str]:
         if right in points.index and points.loc[left, "x"] <= points.loc[right, "x"]:
             problems.append(f"{left} (x={points.loc[left, 'x']:.0f} mm) is not left of {right} (x={points.loc[right, 'x']:.0f} mm)")
     return problems
+
+
+def derivation_warnings(summary: dict) -> list[str]:
+    """What a derivation summary (:func:`derive_landmarks`) warns about; contradictions with anatomy
+    (``summary["inconsistencies"]``) are not among them: callers refuse those, or keep them on request."""
+    warnings = []
+    if not summary["derived"] and not summary["inconsistencies"]:
+        warnings.append("no landmark kind could be derived from this label map")
+    if summary["unknown_label_ids"]:
+        warnings.append(f"label ids {summary['unknown_label_ids']} are not in the table {summary['label_table']}")
+    if summary["non_integer_voxels"]:
+        warnings.append(f"{summary['non_integer_voxels']} voxels held non-integer labels (rounded); was the map interpolated?")
+    return warnings

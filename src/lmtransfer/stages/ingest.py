@@ -179,6 +179,7 @@ def _derive_case(label_map: Path, case: str, table_spec: str, out_dir: Path, cod
 def derive_folder(segmentations: Path, table_spec: str, out_dir: Path, workers: int, progress: bool) -> list[tuple[str, str, str, str]]:
     """Landmarks from every label map in ``segmentations``, one CSV per case in ``out_dir`` (stale
     ones removed); the problems as ``(severity, case, file, problem)`` for the ingest report."""
+    from lmtransfer.anatomy.derive import derivation_warnings
     from lmtransfer.anatomy.labels import LabelTable
     from lmtransfer.io.manifest import map_cases
     from lmtransfer.io.volumes import case_id_from_path, find_volumes
@@ -204,12 +205,7 @@ def derive_folder(segmentations: Path, table_spec: str, out_dir: Path, workers: 
         if result["inconsistencies"]:
             problems.append(("error", case, str(path), "derived landmarks contradict anatomy (" + "; ".join(result["inconsistencies"])
                              + f"); does the label table {table.source} fit this map? None of them is used"))
-        elif not result["derived"]:
-            problems.append(("warning", case, str(path), "no landmark kind could be derived from this label map"))
-        if result["unknown_label_ids"]:
-            problems.append(("warning", case, str(path), f"label ids {result['unknown_label_ids']} are not in the table {table.source}"))
-        if result["non_integer_voxels"]:
-            problems.append(("warning", case, str(path), f"{result['non_integer_voxels']} voxels held non-integer labels (rounded)"))
+        problems += [("warning", case, str(path), warning) for warning in derivation_warnings(result)]
     return problems
 
 

@@ -46,7 +46,7 @@ def label_maps(inputs: list[str]) -> list[Path]:
 
 def run(args) -> int:
     """Run the subcommand with the parsed command line; the exit status."""
-    from lmtransfer.anatomy.derive import derive_landmarks
+    from lmtransfer.anatomy.derive import derivation_warnings, derive_landmarks
     from lmtransfer.anatomy.labels import LabelTable
     from lmtransfer.io.landmarks import write_slicer_json
     from lmtransfer.io.volumes import case_id_from_path, read_volume
@@ -74,10 +74,8 @@ def run(args) -> int:
         (out_dir / "derivation" / f"{case}.json").write_text(json.dumps({"case": case, "source": str(path), **summary}, indent=2) + "\n")
         print(f"{case}: {summary['derived']} of {summary['kinds']} landmark kinds derived -> {target} "
               f"(report: {out_dir / 'derivation' / f'{case}.csv'})")
-        if summary["unknown_label_ids"]:
-            print(f"  warning: label ids {summary['unknown_label_ids']} are not in the table {table.source}")
-        if summary["non_integer_voxels"]:
-            print(f"  warning: {summary['non_integer_voxels']} voxels held non-integer labels (rounded); was the map interpolated?")
+        for warning in derivation_warnings(summary):
+            print(f"  warning: {warning}")
         for problem in summary["inconsistencies"]:
             print(f"  warning (--force): {problem}")
         if not args.quiet:
