@@ -9,6 +9,8 @@
   (bench_sampler.py).
 - training: mini-VGG training and inference patches/s, threads and widths (bench_training.py).
 - boosting: one AdaBoost fit of 300 stumps, scikit-learn vs the stump booster (bench_boosting.py).
+- vessels: MRA vessel extraction per case, the extractor as it is vs whole-volume filters and distance
+  maps (the route before), masks asserted equal (bench_vessels.py).
 - detection: seconds per volume of `lmtransfer detect` at two grid sizes and two body sizes,
   one vs two threads (bench_detection.py).
 - memory: peak memory of `detect` against the volume's size (in place vs a float32 copy) and of
@@ -37,6 +39,7 @@ import bench_memory  # noqa: E402
 import bench_real_size  # noqa: E402
 import bench_sampler  # noqa: E402
 import bench_training  # noqa: E402
+import bench_vessels  # noqa: E402
 
 from lmtransfer.io.volumes import read_geometry, read_volume
 from lmtransfer.phantoms.torso_anatomy import PaintOp
@@ -135,6 +138,8 @@ if __name__ == "__main__":
     bench_training.main()
     print()
     bench_boosting.main()
+    print()
+    bench_vessels.main()
     print()
     bench_detection.main()
     print()

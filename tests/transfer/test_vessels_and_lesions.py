@@ -110,3 +110,46 @@ def test_no_leak_into_the_scalp_where_the_field_of_view_cuts_the_head():
     mask, _ = extract_vessels(sitk.GetArrayFromImage(case.image), case.image.GetSpacing())
     assert not (mask & (labels == LABELS["scalp_fat"])).any()
     assert dice(mask, labels >= LABELS["vessel"]) > 0.8
+
+
+def test_shared_filter_passes_give_gaussian_filters_bits():
+    from scipy import ndimage
+
+    from lmtransfer.transfer.vessels import TRUNCATE, _second_derivatives
+
+    volume = np.random.default_rng(3).normal(300, 80, (19, 23, 17)).astype(np.float32)
+    sigma_vox = np.array([1.3, 0.9, 2.1])
+    for order, values in _second_derivatives(volume, sigma_vox).items():
+        reference = ndimage.gaussian_filter(volume, sigma_vox, order=list(order), truncate=TRUNCATE)
+        assert values.dtype == np.float32 and values.tobytes() == reference.tobytes(), order
+
+
+@pytest.mark.parametrize("corner", [(0, 0, 0), (12, 20, 9), (29, 37, 26)])
+def test_filtering_the_box_gives_the_whole_volumes_hessian(corner):
+    from lmtransfer.transfer.vessels import filtering_box, hessian_eigenvalues
+
+    rng = np.random.default_rng(5)
+    volume = rng.normal(300, 80, (30, 38, 27)).astype(np.float32)
+    where = np.zeros(volume.shape, bool)
+    z, y, x = corner
+    where[max(z - 2, 0):z + 1, max(y - 3, 0):y + 1, x:x + 1] = True  # at an edge, inside, at the far edge
+    spacing_xyz = (0.8, 0.7, 1.2)
+    box = filtering_box(where, spacing_xyz, 1.6)
+    assert any(s.stop - s.start < n for s, n in zip(box, volume.shape))  # a real crop, not the whole array
+    for sigma in (0.6, 1.6):
+        whole = hessian_eigenvalues(volume, spacing_xyz, sigma, where)
+        assert hessian_eigenvalues(volume[box], spacing_xyz, sigma, where[box]).tobytes() == whole.tobytes()
+
+
+def test_the_head_margin_from_the_heads_box_is_the_whole_arrays():
+    from scipy import ndimage
+
+    from lmtransfer.transfer.vessels import deeper_than
+
+    spacing_zyx = (1.2, 0.8, 0.7)
+    z, y, x = np.mgrid[:40, :50, :45]
+    for centre, radii in [((20, 25, 22), (14, 17, 15)), ((2, 30, 34), (20, 18, 16)), ((20, 25, 22), (40, 30, 30))]:
+        body = sum(((a - c) / r) ** 2 for a, c, r in zip((z, y, x), centre, radii)) < 1  # inside, cut by z and x, beyond all
+        reference = ndimage.distance_transform_edt(np.pad(body, ((0, 0), (1, 1), (1, 1))), sampling=spacing_zyx)[:, 1:-1, 1:-1] > 6.0
+        assert reference.any()
+        assert (deeper_than(body, spacing_zyx, 6.0) == reference).all()

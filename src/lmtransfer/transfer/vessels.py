@@ -36,21 +36,49 @@ class VesselConfig:
     min_component_voxels: int = 20
 
 
+TRUNCATE = 3.0  # Gaussian kernels reach this many sigmas
+
+def _second_derivatives(volume: np.ndarray, sigma_vox: np.ndarray) -> dict[tuple[int, int, int], np.ndarray]:
+    """The six second-order Gaussian derivatives of ``volume`` (float32), keyed by derivative order per axis.
+
+    ``ndimage.gaussian_filter`` with ``order`` runs one 1D pass per axis, 18 passes for the six; here the
+    passes along the first two axes are shared (3 + 6 + 6 = 15). Each pass is the one ``gaussian_filter``
+    makes, on float32 like its own intermediates, so the values are its values to the bit."""
+    pass_ = lambda array, axis, order: ndimage.gaussian_filter1d(array, sigma_vox[axis], axis=axis, order=order,  # noqa: E731
+                                                                  truncate=TRUNCATE, output=np.float32)
+    along_z = {a: pass_(volume, 0, a) for a in range(3)}
+    along_zy = {(a, b): pass_(along_z[a], 1, b) for a in range(3) for b in range(3 - a)}
+    return {(a, b, 2 - a - b): pass_(along_zy[a, b], 2, 2 - a - b) for (a, b) in along_zy}
+
+
 def hessian_eigenvalues(volume_zyx: np.ndarray, spacing_xyz, sigma_mm: float, where: np.ndarray) -> np.ndarray:
     """Scale-normalised Hessian eigenvalues at the voxels ``where`` (bool, array order), sorted by |value|: (n, 3)."""
     sp = np.asarray(spacing_xyz, float)[::-1]  # (z, y, x)
-    sigma_vox = sigma_mm / sp
-    volume = volume_zyx.astype(np.float32, copy=False)
+    derivatives = _second_derivatives(volume_zyx.astype(np.float32, copy=False), sigma_mm / sp)
     h = np.empty((int(where.sum()), 3, 3), dtype=np.float32)
-    for a in range(3):
-        for b in range(a, 3):
-            order = [0, 0, 0]
-            order[a] += 1
-            order[b] += 1
-            d = ndimage.gaussian_filter(volume, sigma_vox, order=order, truncate=3.0)[where] / (sp[a] * sp[b])
-            h[:, a, b] = h[:, b, a] = d * sigma_mm**2
+    for order, d in derivatives.items():
+        a, b = [axis for axis in range(3) for _ in range(order[axis])]
+        h[:, a, b] = h[:, b, a] = d[where] / (sp[a] * sp[b]) * sigma_mm**2
     values = np.linalg.eigvalsh(h)
     return np.take_along_axis(values, np.argsort(np.abs(values), axis=1), axis=1)
+
+
+def _box_around(where: np.ndarray, margin_vox) -> tuple[slice, ...]:
+    """The bounding box of ``where`` grown by ``margin_vox`` voxels per axis, within the array."""
+    box = []
+    for axis, margin in enumerate(margin_vox):
+        hit = np.flatnonzero(where.any(axis=tuple(a for a in range(where.ndim) if a != axis)))
+        box.append(slice(max(int(hit[0]) - int(margin), 0), min(int(hit[-1]) + int(margin) + 1, where.shape[axis])))
+    return tuple(box)
+
+
+def filtering_box(where: np.ndarray, spacing_xyz, sigma_mm: float) -> tuple[slice, ...]:
+    """The part of the volume that Gaussian filters up to ``sigma_mm`` need to give their values at ``where``.
+
+    Every pass of a separable filter reaches TRUNCATE sigmas along its own axis (scipy's kernel radius), so
+    filtering the box of ``where`` grown by that much gives the whole volume's values there, bit for bit."""
+    reach = [int(TRUNCATE * (sigma_mm / s) + 0.5) + 1 for s in np.asarray(spacing_xyz, float)[::-1]]
+    return _box_around(where, reach)
 
 
 def vesselness(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig, where: np.ndarray) -> np.ndarray:
@@ -58,6 +86,8 @@ def vesselness(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig, where: np
     out = np.zeros(volume_zyx.shape, dtype=np.float32)
     if not where.any():
         return out
+    box = filtering_box(where, spacing_xyz, max(cfg.sigmas_mm))
+    volume_zyx, where = volume_zyx[box], where[box]
     best = np.zeros(int(where.sum()), dtype=np.float32)
     for sigma in cfg.sigmas_mm:
         l1, l2, l3 = hessian_eigenvalues(volume_zyx, spacing_xyz, sigma, where).T
@@ -68,7 +98,7 @@ def vesselness(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig, where: np
         c = 0.5 * float(s.max()) if len(s) else 1.0
         v = (1 - np.exp(-(ra**2) / (2 * cfg.alpha**2))) * np.exp(-(rb**2) / (2 * cfg.beta**2)) * (1 - np.exp(-(s**2) / (2 * c**2)))
         best = np.maximum(best, np.where(tube, v, 0.0).astype(np.float32))
-    out[where] = best
+    out[box][where] = best
     return out
 
 
@@ -76,7 +106,7 @@ def head_mask(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig) -> np.ndar
     """Inside of the head minus a margin: the largest bright region, holes filled, eroded by ``head_margin_mm``
     from its surface and from the in-plane edges of the field of view."""
     sp = np.asarray(spacing_xyz, float)[::-1]
-    smooth = ndimage.gaussian_filter(volume_zyx.astype(np.float32), 2.0 / sp)
+    smooth = ndimage.gaussian_filter(volume_zyx.astype(np.float32, copy=False), 2.0 / sp)
     body = smooth > cfg.head_threshold_fraction * float(np.percentile(smooth, 99))
     labels, n = ndimage.label(body)
     if n == 0:
@@ -85,8 +115,19 @@ def head_mask(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig) -> np.ndar
     body = np.stack([ndimage.binary_fill_holes(s) for s in body])  # slab: fill per axial slice
     # a head wider than the in-plane field of view is cut at the array's sides: those count as outside (or
     # the scalp fat there is "deep inside" and bright enough to grow into); the slab's own top and bottom do not
-    distance = ndimage.distance_transform_edt(np.pad(body, ((0, 0), (1, 1), (1, 1))), sampling=sp)[:, 1:-1, 1:-1]
-    return distance > cfg.head_margin_mm
+    return deeper_than(body, sp, cfg.head_margin_mm)
+
+
+def deeper_than(body_zyx: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:
+    """The voxels of ``body_zyx`` more than ``margin_mm`` from every outside voxel; beyond the array's
+    in-plane sides (axes 1, 2) counts as outside, beyond its first and last slice does not."""
+    body = np.pad(body_zyx, ((0, 0), (1, 1), (1, 1)))
+    # the nearest outside voxel of a body voxel lies in the body's box or the layer round it (moving a point
+    # outside the box onto that layer brings it closer), so the distances are needed in that box only
+    box = _box_around(body, (1, 1, 1))
+    inner = np.zeros_like(body)
+    inner[box] = ndimage.distance_transform_edt(body[box], sampling=spacing_zyx) > margin_mm
+    return np.ascontiguousarray(inner[:, 1:-1, 1:-1])
 
 
 def extract_vessels(volume_zyx: np.ndarray, spacing_xyz, cfg: VesselConfig = VesselConfig()) -> tuple[np.ndarray, dict]:
