@@ -55,3 +55,13 @@ def test_resume_keeps_stamped_cases_and_redoes_touched_or_unstamped_ones(rendere
 def test_fewer_cases_remove_the_extra_stamps(rendered):
     generate_dataset(PhantomCTConfig(**{**TINY.__dict__, "n_cases": 1}), rendered, workers=1, progress=False)
     assert [p.name for p in resume_dir(rendered).iterdir()] == ["case_000.json"]
+
+
+def test_the_code_is_hashed_once_per_set_not_once_per_case(tmp_path, monkeypatch):
+    from lmtransfer.phantoms import torso_ct
+
+    calls = []
+    digest = torso_ct.source_digest
+    monkeypatch.setattr(torso_ct, "source_digest", lambda module: calls.append(module) or digest(module))
+    generate_dataset(TINY, tmp_path / "phantom_ct", workers=1, progress=False)
+    assert len(calls) == 1      # it parses every module of the renderer: once more per case before

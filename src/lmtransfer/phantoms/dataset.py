@@ -82,7 +82,8 @@ class CasePaths:
 
 def render_missing(render_and_write: Callable, cfg, out_dir: Path, n_cases: int, fingerprint: str, workers: int,
                    desc: str, progress: bool) -> None:
-    """Call ``render_and_write(index, cfg, out_dir)`` for every case not yet complete with ``fingerprint``."""
+    """Call ``render_and_write(index, cfg, out_dir, fingerprint)`` for every case not yet complete with
+    ``fingerprint`` (computed once here: it hashes the rendering code, too slow to redo for every case)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(n_cases) if not CasePaths.of(out_dir, case_id(i)).complete(fingerprint)]
@@ -91,11 +92,11 @@ def render_missing(render_and_write: Callable, cfg, out_dir: Path, n_cases: int,
     bar = tqdm(total=n_cases, initial=n_cases - len(todo), desc=desc, unit="case", disable=not progress)
     if workers > 1 and len(todo) > 1:
         with process_pool(workers) as pool:
-            for _ in pool.map(render_and_write, todo, [cfg] * len(todo), [out_dir] * len(todo)):
+            for _ in pool.map(render_and_write, todo, [cfg] * len(todo), [out_dir] * len(todo), [fingerprint] * len(todo)):
                 bar.update()
     else:
         for i in todo:
-            render_and_write(i, cfg, out_dir)
+            render_and_write(i, cfg, out_dir, fingerprint)
             bar.update()
     bar.close()
 

@@ -260,10 +260,10 @@ def write_case(case: PhantomCase, out_dir: Path, fingerprint: str) -> CasePaths:
     return paths
 
 
-def _render_and_write(index: int, cfg: PhantomCTConfig, out_dir: Path) -> dict:
+def _render_and_write(index: int, cfg: PhantomCTConfig, out_dir: Path, fingerprint: str) -> dict:
     start = time.perf_counter()
     case = render_case(index, cfg)
-    write_case(case, out_dir, cfg.fingerprint())
+    write_case(case, out_dir, fingerprint)
     return {**case.meta, "seconds": round(time.perf_counter() - start, 2)}
 
 

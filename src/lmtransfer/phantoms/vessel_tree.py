@@ -240,9 +240,13 @@ class TreeBuilder:
                 vj = self.vessels[j]
                 reach = float(vi.radii_mm.max() + vj.radii_mm.max() + gap_mm)
                 pairs = trees[i].query_ball_tree(trees[j], reach)
+                first = np.repeat(np.arange(len(pairs)), [len(bs) for bs in pairs])
+                if not len(first):
+                    continue
+                second = np.concatenate(pairs).astype(int)
                 # contacts near any vessel's end are junctions, not crossings
-                hits = [(a, b) for a, bs in enumerate(pairs) for b in bs
-                        if ends.query(0.5 * (vi.points_lps_mm[a] + vj.points_lps_mm[b]))[0] > 4.0]
+                far = ends.query(0.5 * (vi.points_lps_mm[first] + vj.points_lps_mm[second]))[0] > 4.0
+                hits = list(zip(first[far].tolist(), second[far].tolist()))
                 if not hits:
                     continue
                 a, b = min(hits, key=lambda ab: np.linalg.norm(vi.points_lps_mm[ab[0]] - vj.points_lps_mm[ab[1]]))
