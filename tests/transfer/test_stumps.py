@@ -129,3 +129,19 @@ def test_the_compiled_search_gives_the_bits_of_the_array_expressions(kind, monke
     assert compiled.stumps_ == arrays.stumps_
     assert np.array_equal(compiled.estimator_weights_, arrays.estimator_weights_)
     assert np.array_equal(got, expected)
+
+
+def test_samples_of_zero_weight_divide_by_zero_as_numpy_does():
+    """A side that holds only samples of zero weight makes the Gini proxy 0/0 (AdaBoost's weights
+    underflow to 0 on long runs; the transfer stage met it): NaN as in NumPy and scikit-learn, not
+    Python's ZeroDivisionError from the compiled search."""
+    from lmtransfer.transfer import stumps
+
+    x, y, x_test = _data("continuous", 5)
+    weight = compute_sample_weight("balanced", y)
+    weight[np.argsort(x[:, 0])[:50]] = 0.0          # the lowest values of a feature weigh nothing
+    search = stumps._SortedFeatures(x, y)
+    assert search.best_stump(weight, 3) == search.best_stump(weight, 3, compiled=False)
+    _, expected = _sklearn(x, y, x_test, 40, 1, weight)
+    _, got = _ours(x, y, x_test, 40, 1, weight)
+    assert np.abs(got - expected).max() < 1e-9

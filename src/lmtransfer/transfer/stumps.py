@@ -147,8 +147,10 @@ def _impurity(weight: float, zero: float, one: float) -> float:
     return weight * (1.0 - g)
 
 
+# error_model="numpy": a division by zero gives inf or NaN as in the array expressions (numba's default
+# raises ZeroDivisionError, as Python does)
 if njit is not None:
-    _impurity = njit(inline="always")(_impurity)
+    _impurity = njit(inline="always", error_model="numpy")(_impurity)
 
 
 def _best_positions_py(order, valid, one, weight, total, total_zero, total_one):
@@ -185,7 +187,7 @@ def _best_positions_py(order, valid, one, weight, total, total_zero, total_one):
     return position, best, best_zero, best_one
 
 
-_best_positions = njit(nogil=True)(_best_positions_py)  # compiled once per process (~1 s), nothing written to disk if njit is not None else None
+_best_positions = njit(nogil=True, error_model="numpy")(_best_positions_py)  # compiled once per process (~1 s), nothing written to disk if njit is not None else None
 
 
 class StumpBoost:
