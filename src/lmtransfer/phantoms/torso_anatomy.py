@@ -8,6 +8,7 @@ the lowest point of the liver, the origin of a branch on the aortic wall, ...).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,7 @@ LANDMARKS: tuple[str, ...] = (
 )
 
 SIDES = {"L": 1.0, "R": -1.0}  # patient's left is +x in LPS
+SIDE_NAMES = {"L": "left", "R": "right"}
 
 
 @dataclass
@@ -61,12 +63,15 @@ class PaintOp:
 
     ``within``: the builder's promise that the shape lies inside the voxels holding these tissues
     when it is painted, so the renderer tests only those (the same labels, far fewer points).
+    ``structure``: the anatomical structure it paints, by its TotalSegmentator name (``vertebrae_L1``,
+    ``rib_left_12``, ``aorta``), or "" (tissue only); the renderer's tissue labels do not use it.
     """
 
     shape: Shape
     tissue: Tissue
     only_on: tuple[Tissue, ...] | None = None
     within: tuple[Tissue, ...] | None = None
+    structure: str = ""
 
     def tested_on(self) -> tuple[Tissue, ...] | None:
         """The tissues whose voxels need the inside test (None: every voxel of the box)."""
@@ -108,6 +113,7 @@ class TorsoBuilder:
         self.fov_cut_probability = fov_cut_probability
         self.ops: list[PaintOp] = []
         self.lm: dict[str, np.ndarray] = {}
+        self.structure = ""  # what :meth:`paint` paints (see :meth:`named`)
         r = rng
         self.s_len = float(np.clip(r.normal(1.0, 0.05), 0.88, 1.12))
         self.s_wid = float(np.clip(r.normal(1.0, 0.07), 0.85, 1.18))
@@ -126,7 +132,16 @@ class TorsoBuilder:
     def paint(self, shape: Shape | list[Shape], tissue: Tissue, only_on: tuple[Tissue, ...] | None = None,
               within: tuple[Tissue, ...] | None = None) -> None:
         for s in shape if isinstance(shape, list) else [shape]:
-            self.ops.append(PaintOp(s, tissue, only_on, within))
+            self.ops.append(PaintOp(s, tissue, only_on, within, self.structure))
+
+    @contextmanager
+    def named(self, structure: str):
+        """Paint operations inside the ``with`` block paint ``structure`` (a TotalSegmentator name)."""
+        outer, self.structure = self.structure, structure
+        try:
+            yield
+        finally:
+            self.structure = outer
 
     def bone_tube(self, points: np.ndarray, radius: float, inner: Tissue = Tissue.MARROW, cortex_mm: float = 1.3) -> None:
         self.paint(tube(points, radius), Tissue.CORTICAL_BONE)
@@ -458,7 +473,8 @@ class TorsoBuilder:
         path = smooth_curve(np.array(ctrl), 3.0)
         s = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
         radius = np.interp(s / s[-1], [0, 0.15, 0.35, 0.6, 1.0], [14, 14.5, 12, 10.5, 8.5]) * r.uniform(0.9, 1.1)
-        self.paint(tube(path, radius), Tissue.ARTERY)
+        with self.named("aorta"):
+            self.paint(tube(path, radius), Tissue.ARTERY)
         self.lm["aortic_root"] = root
         top = int(np.argmax(path[:, 2]))
         self.lm["aortic_arch_top"] = path[top]
@@ -469,12 +485,13 @@ class TorsoBuilder:
             i = top + int(np.argmin(np.abs(zs_desc - z)))
             return path[i], radius[i]
 
-        def branch(name, z_or_index, wall_dir, pts, r0, r1, by_index=False):
+        def branch(name, z_or_index, wall_dir, pts, r0, r1, by_index=False, structure=""):
             p, rad = (path[z_or_index], radius[z_or_index]) if by_index else aorta_at(z_or_index)
             d = np.asarray(wall_dir, float)
             origin = p + rad * d / np.linalg.norm(d)
             curve = smooth_curve(np.vstack([p, origin, *pts]), 3.0)
-            self.paint(tube(curve, np.linspace(r0, r1, len(curve))), Tissue.ARTERY)
+            with self.named(structure):
+                self.paint(tube(curve, np.linspace(r0, r1, len(curve))), Tissue.ARTERY)
             if name:
                 self.lm[name] = origin
             return origin
@@ -482,10 +499,14 @@ class TorsoBuilder:
         # arch branches from the top of the arch, right to left
         i_bct, i_lcca, i_lsa = (top + int(k * 6 / 3.0) for k in (-2.2, 0.2, 2.6))
         up = z_jn + 40
-        branch("brachiocephalic_trunk_origin", i_bct, [-0.3, 0, 1], [[-18, path[i_bct][1] - 4, z_jn + 8], [-26, path[i_bct][1], up]], 6.5, 5.0, by_index=True)
-        branch(None, i_bct, [-0.3, 0, 1], [[-18, path[i_bct][1] - 4, z_jn + 8], [-60, path[i_bct][1] + 8, z_jn + 20], [-110, path[i_bct][1] + 20, z_jn + 25]], 5.5, 4.0, by_index=True)
-        branch("left_common_carotid_origin", i_lcca, [0.1, 0, 1], [[16, path[i_lcca][1] - 2, z_jn + 5], [22, path[i_lcca][1], up]], 4.5, 4.0, by_index=True)
-        branch("left_subclavian_origin", i_lsa, [0.3, 0.2, 1], [[30, path[i_lsa][1] + 6, z_jn + 12], [70, path[i_lsa][1] + 14, z_jn + 22], [115, path[i_lsa][1] + 22, z_jn + 26]], 5.0, 4.0, by_index=True)
+        branch("brachiocephalic_trunk_origin", i_bct, [-0.3, 0, 1], [[-18, path[i_bct][1] - 4, z_jn + 8], [-26, path[i_bct][1], up]], 6.5, 5.0, by_index=True,
+               structure="brachiocephalic_trunk")
+        branch(None, i_bct, [-0.3, 0, 1], [[-18, path[i_bct][1] - 4, z_jn + 8], [-60, path[i_bct][1] + 8, z_jn + 20], [-110, path[i_bct][1] + 20, z_jn + 25]], 5.5, 4.0, by_index=True,
+               structure="subclavian_artery_right")
+        branch("left_common_carotid_origin", i_lcca, [0.1, 0, 1], [[16, path[i_lcca][1] - 2, z_jn + 5], [22, path[i_lcca][1], up]], 4.5, 4.0, by_index=True,
+               structure="common_carotid_artery_left")
+        branch("left_subclavian_origin", i_lsa, [0.3, 0.2, 1], [[30, path[i_lsa][1] + 6, z_jn + 12], [70, path[i_lsa][1] + 14, z_jn + 22], [115, path[i_lsa][1] + 22, z_jn + 26]], 5.0, 4.0, by_index=True,
+               structure="subclavian_artery_left")
         # visceral branches on the abdominal aorta
         z_celiac = self.z_c[12] + r.normal(0, 4)
         c0 = branch("celiac_trunk_origin", z_celiac, [0, -1, 0.15], [aorta_at(z_celiac)[0] + [0, -30, 0]], 3.8, 3.2)
@@ -509,11 +530,13 @@ class TorsoBuilder:
         for name, side in SIDES.items():
             cib = np.array([side * 40 * self.s_wid, self.y_c[17] - self.b[17] + 4 + r.normal(0, 3), z_cib + r.normal(0, 3)])
             common = smooth_curve(np.array([bif, bif + [side * 12, 1, -15], cib]), 3.0)
-            self.paint(tube(common, np.linspace(6.5, 5.5, len(common))), Tissue.ARTERY)
+            with self.named(f"iliac_artery_{SIDE_NAMES[name]}"):   # TotalSegmentator's label: common and external
+                self.paint(tube(common, np.linspace(6.5, 5.5, len(common))), Tissue.ARTERY)
             self.lm[f"common_iliac_bifurcation_{name}"] = cib
             fh = np.array([side * 88 * self.s_wid, self.y_c[17] - 40, self.z_fh])
             external = smooth_curve(np.array([cib, cib + [side * 15, -14, -35], fh + [-side * 8, -32, 30], fh + [-side * 2, -36, -60]]), 3.0)
-            self.paint(tube(external, 4.6), Tissue.ARTERY)
+            with self.named(f"iliac_artery_{SIDE_NAMES[name]}"):
+                self.paint(tube(external, 4.6), Tissue.ARTERY)
             internal = smooth_curve(np.array([cib, cib + [side * 10, 18, -25], cib + [side * 22, 30, -55]]), 3.0)
             self.paint(tube(internal, 3.6), Tissue.ARTERY)
             vein = smooth_curve(np.array([[side * 4 - 12, self.y_c[17] - self.b[17] + 2, self.z_c[16] - 20], cib + [-side * 6, 10, 0], fh + [-side * 18, -24, 30], fh + [-side * 12, -28, -60]]), 3.0)
@@ -546,9 +569,11 @@ class TorsoBuilder:
         # main bronchi behind a high heart): a landmark on the aorta stays on the aorta
         yielding = tuple(t for t in Tissue if t not in (Tissue.ARTERY, Tissue.HEART_BLOOD, Tissue.MYOCARDIUM))
         for k, (points, outer, _) in enumerate(tree):
-            self.paint(tube(points, outer), Tissue.SOFT, only_on=yielding if k > 2 else None)
+            with self.named("trachea" if k == 0 else ""):
+                self.paint(tube(points, outer), Tissue.SOFT, only_on=yielding if k > 2 else None)
         for k, (points, _, lumen) in enumerate(tree):
-            self.paint(tube(points, lumen), Tissue.AIRWAY, only_on=yielding if k > 2 else None)
+            with self.named("trachea" if k == 0 else ""):
+                self.paint(tube(points, lumen), Tissue.AIRWAY, only_on=yielding if k > 2 else None)
         self.lm["carina"] = carina
         self.lm["bronchus_main_R_end"] = end_r
         self.lm["bronchus_main_L_end"] = end_l
@@ -566,27 +591,33 @@ class TorsoBuilder:
                 zd = self.z_bottom[v] - self.disc[v] / 2
                 disc_half = [0.5 * (a + self.a[v + 1]), 0.5 * (b + self.b[v + 1]), self.disc[v] / 2 + 0.6]
                 self.paint(_elliptic_slab([x, 0.5 * (y + self.y_c[v + 1]), zd], disc_half), Tissue.DISC)
-            body = _elliptic_slab([x, y, z], [a, b, h / 2])
-            self.paint(body, Tissue.CORTICAL_BONE)
-            self.paint(_elliptic_slab([x, y, z], [a - 1.4, b - 1.4, h / 2 - 1.2]), Tissue.CANCELLOUS_BONE)
-            self.lm[f"{name}_body_centre"] = np.array([x, y, z])
-            cr = self.canal_r[v]
-            yc = y + b + cr + 2
-            lumbar = name.startswith("L")
-            for side in (-1.0, 1.0):
-                ped0 = np.array([x + side * (cr + 2), y + b - 3, z + h * 0.15])
-                ped1 = np.array([x + side * (cr + 3), yc + 1, z + h * 0.1])
-                lam = np.array([x, yc + cr + 3.5, z])
-                self.bone_tube(np.array([ped0, ped1, lam]), 4.0 if not lumbar else 5.0, Tissue.CANCELLOUS_BONE)
-                tp_len = 24.0 if not lumbar else 30.0
-                tp = ped1 + [side * tp_len, 10 if not lumbar else 2, 0]
-                self.bone_tube(np.array([ped1, tp]), 4.2 if not lumbar else 3.6, Tissue.CANCELLOUS_BONE)
-            spin_dir = np.array([0, 0.55, -0.83]) if not lumbar else np.array([0, 0.95, -0.3])
-            if name == "C7":
-                spin_dir = np.array([0, 0.95, -0.3])
-            length = 34.0 if not lumbar else 30.0
-            tip = np.array([x, yc + cr + 3, z]) + spin_dir * length
-            self.bone_tube(np.array([[x, yc + cr + 3, z], tip]), 4.0 if not lumbar else 5.5, Tissue.CANCELLOUS_BONE)
+            with self.named(f"vertebrae_{name}"):
+                self._vertebra(v, name)
+
+    def _vertebra(self, v: int, name: str) -> None:
+        """Body and posterior elements (pedicles, laminae, transverse and spinous processes) of vertebra ``v``."""
+        x, y, z, a, b, h = self.x_c[v], self.y_c[v], self.z_c[v], self.a[v], self.b[v], self.h[v]
+        body = _elliptic_slab([x, y, z], [a, b, h / 2])
+        self.paint(body, Tissue.CORTICAL_BONE)
+        self.paint(_elliptic_slab([x, y, z], [a - 1.4, b - 1.4, h / 2 - 1.2]), Tissue.CANCELLOUS_BONE)
+        self.lm[f"{name}_body_centre"] = np.array([x, y, z])
+        cr = self.canal_r[v]
+        yc = y + b + cr + 2
+        lumbar = name.startswith("L")
+        for side in (-1.0, 1.0):
+            ped0 = np.array([x + side * (cr + 2), y + b - 3, z + h * 0.15])
+            ped1 = np.array([x + side * (cr + 3), yc + 1, z + h * 0.1])
+            lam = np.array([x, yc + cr + 3.5, z])
+            self.bone_tube(np.array([ped0, ped1, lam]), 4.0 if not lumbar else 5.0, Tissue.CANCELLOUS_BONE)
+            tp_len = 24.0 if not lumbar else 30.0
+            tp = ped1 + [side * tp_len, 10 if not lumbar else 2, 0]
+            self.bone_tube(np.array([ped1, tp]), 4.2 if not lumbar else 3.6, Tissue.CANCELLOUS_BONE)
+        spin_dir = np.array([0, 0.55, -0.83]) if not lumbar else np.array([0, 0.95, -0.3])
+        if name == "C7":
+            spin_dir = np.array([0, 0.95, -0.3])
+        length = 34.0 if not lumbar else 30.0
+        tip = np.array([x, yc + cr + 3, z]) + spin_dir * length
+        self.bone_tube(np.array([[x, yc + cr + 3, z], tip]), 4.0 if not lumbar else 5.5, Tissue.CANCELLOUS_BONE)
 
     def _ribs_and_sternum(self) -> None:
         r = self.rng
@@ -600,7 +631,8 @@ class TorsoBuilder:
         for p0, p1, w0, t0 in ((jn, sa, 22, 6.5), (sa, xs, 15, 5.5), (xs, xt, 8, 3.5)):
             mid = 0.5 * (p0 + p1)
             half_len = 0.5 * np.linalg.norm(p1 - p0) + (2 if w0 > 8 else 0)
-            self.bone_box(RoundedBox(mid, [w0, t0, half_len], frame_from_axis(p1 - p0, hint=[1, 0, 0]), 3.0))
+            with self.named("sternum"):
+                self.bone_box(RoundedBox(mid, [w0, t0, half_len], frame_from_axis(p1 - p0, hint=[1, 0, 0]), 3.0))
         self.paint(RoundedBox([0, jn[1] - 4, z_jn + 2], [7, 10, 5], None, 3.0), Tissue.SOFT, only_on=(Tissue.CORTICAL_BONE, Tissue.CANCELLOUS_BONE))
         self.lm["jugular_notch"] = jn + [0, 0, -4]
         self.lm["sternal_angle"] = sa + [0, -2.0, 0]
@@ -610,9 +642,11 @@ class TorsoBuilder:
             self.lm[f"sternoclavicular_joint_{name}"] = scj
             clav = smooth_curve(np.array([scj + [side * 4, 0, 0], scj + [side * 50, 4, 12], scj + [side * 100, 26, 22], scj + [side * 130, 48, 24]]), 4.0)
             self.paint(Capsule(scj - [side * 1, 0, 0], scj + [side * 4, 0, 0], 6.5), Tissue.CARTILAGE)
-            self.bone_tube(clav, 7.0)
+            with self.named(f"clavicula_{SIDE_NAMES[name]}"):
+                self.bone_tube(clav, 7.0)
             scap = RoundedBox([side * 92 * self.s_wid, self.y_spine(self.z_c[4]) + 26, self.z_c[5]], [36, 4.0, 58], rotation(yaw_deg=-side * 28), 3.0)
-            self.bone_box(scap, Tissue.MARROW, 1.2)
+            with self.named(f"scapula_{SIDE_NAMES[name]}"):
+                self.bone_box(scap, Tissue.MARROW, 1.2)
         # ribs: head at the vertebral body, tubercle at the transverse process, arc around the wall
         sternal_z = np.concatenate([[z_jn - 14, z_sa], np.linspace(z_sa - 22, z_xs, 5)])
         for n in range(1, 13):
@@ -634,7 +668,8 @@ class TorsoBuilder:
                     pts.append([side * a * np.sin(th), y0 + half * np.cos(th), z])
                 path = smooth_curve(np.array(pts), 4.0)
                 rad = 5.0 if n == 1 else (3.6 if n >= 11 else 4.3)
-                self.bone_tube(path, rad)
+                with self.named(f"rib_{SIDE_NAMES[name]}_{n}"):
+                    self.bone_tube(path, rad)
                 if n <= 10:
                     zt = sternal_z[n - 1] if n <= 7 else z_xs - 12 - 14 * (n - 8)
                     xt_ = side * (16 if n <= 7 else 30 + 12 * (n - 8))
@@ -651,12 +686,13 @@ class TorsoBuilder:
         offs = np.array([[0, 4, -13], [0, 16, -37], [0, 30, -58], [0, 44, -75], [0, 55, -89], [0, 62, -102]]) * [1, 1, self.s_len]
         sizes = np.array([[25, 17, 13], [20, 14, 11], [15, 11, 9], [11, 8, 8], [8, 6, 7], [5, 4, 6]])
         centres = np.array([0, y5, z1]) + offs
-        for c, s in zip(centres, sizes):
-            self.paint(_elliptic_slab(c, s), Tissue.CORTICAL_BONE)
-            self.paint(_elliptic_slab(c, s - [1.6, 1.6, 1.4]), Tissue.CANCELLOUS_BONE)
+        with self.named("sacrum"):
+            for c, s in zip(centres, sizes):
+                self.paint(_elliptic_slab(c, s), Tissue.CORTICAL_BONE)
+                self.paint(_elliptic_slab(c, s - [1.6, 1.6, 1.4]), Tissue.CANCELLOUS_BONE)
+            for side in SIDES.values():
+                self.bone_box(RoundedBox(centres[0] + [side * 34, 12, -8], [20, 15, 21], rotation(yaw_deg=side * 10), 6.0))
         self.lm["sacral_promontory"] = np.array([0, centres[0][1] - sizes[0][1] + 2.5, centres[0][2] + sizes[0][2] - 2.5])
-        for side in SIDES.values():
-            self.bone_box(RoundedBox(centres[0] + [side * 34, 12, -8], [20, 15, 21], rotation(yaw_deg=side * 10), 6.0))
         # ilium wings (ellipsoid shells), pubis, ischium, femur
         z_crest = self.z_c[16] + r.normal(0, 6)
         y_fh = self.y_c[-1] - 40
@@ -665,29 +701,35 @@ class TorsoBuilder:
             rot = rotation(yaw_deg=-side * 28)
             centre = np.array([side * 64 * self.s_wid, y5 + 8, z_crest - semi[2]])
             thick = 9.0
+            hip, femur = f"hip_{SIDE_NAMES[name]}", f"femur_{SIDE_NAMES[name]}"
             wing = _Shell(centre, semi, rot, thick, side)
-            self.paint(wing, Tissue.CORTICAL_BONE)
-            self.paint(_Shell(centre, semi - 1.8, rot, thick - 3.6, side), Tissue.CANCELLOUS_BONE)
+            with self.named(hip):
+                self.paint(wing, Tissue.CORTICAL_BONE)
+                self.paint(_Shell(centre, semi - 1.8, rot, thick - 3.6, side), Tissue.CANCELLOUS_BONE)
             self.lm[f"iliac_crest_top_{name}"] = centre + rot @ [0, 0, semi[2] - thick / 2]
             self.lm[f"asis_{name}"] = centre + rot @ (np.array([0, -0.92, 0.39]) * semi * (1 - thick / 2 / semi[1]))
             fh = np.array([side * 88 * self.s_wid, y_fh, self.z_fh])
             radius = 23.0 * self.s_wid * r.uniform(0.93, 1.07)
-            self.bone_tube(np.array([centre + rot @ [side * 6, 10, -0.15 * semi[2]], fh + [-side * 8, 6, 20]]), 17.0, Tissue.CANCELLOUS_BONE)
             cup = Region(fh - radius - 11, fh + radius + 11, lambda x, y, z, c=fh, rr=radius, s=side: _cup(x, y, z, c, rr, s))
-            self.paint(cup, Tissue.CORTICAL_BONE)
+            with self.named(hip):
+                self.bone_tube(np.array([centre + rot @ [side * 6, 10, -0.15 * semi[2]], fh + [-side * 8, 6, 20]]), 17.0, Tissue.CANCELLOUS_BONE)
+                self.paint(cup, Tissue.CORTICAL_BONE)
             self.paint(Ellipsoid(fh, [radius + 2.2] * 3), Tissue.CARTILAGE)
-            self.paint(Ellipsoid(fh, [radius] * 3), Tissue.CORTICAL_BONE)
-            self.paint(Ellipsoid(fh, [radius - 2.0] * 3), Tissue.CANCELLOUS_BONE)
+            with self.named(femur):
+                self.paint(Ellipsoid(fh, [radius] * 3), Tissue.CORTICAL_BONE)
+                self.paint(Ellipsoid(fh, [radius - 2.0] * 3), Tissue.CANCELLOUS_BONE)
             self.lm[f"femoral_head_centre_{name}"] = fh
             neck_end = fh + [side * 48, 6, -32]
-            self.bone_tube(np.array([fh, neck_end]), 14.0, Tissue.CANCELLOUS_BONE)
-            self.bone_tube(np.array([neck_end + [side * 6, 4, 18], neck_end + [side * 8, 2, -260]]), 15.0)
+            with self.named(femur):
+                self.bone_tube(np.array([fh, neck_end]), 14.0, Tissue.CANCELLOUS_BONE)
+                self.bone_tube(np.array([neck_end + [side * 6, 4, 18], neck_end + [side * 8, 2, -260]]), 15.0)
             sym = np.array([side * 12, self.y_sym, self.z_sym])
-            self.bone_box(RoundedBox(sym, [8.5, 8, 17], rotation(yaw_deg=side * 20), 4.0))
-            self.bone_tube(np.array([fh + [-side * 14, -16, -2], sym + [0, 0, 10]]), 8.5, Tissue.CANCELLOUS_BONE)
             tuberosity = fh + [-side * 30, 40, -48]
-            self.bone_tube(np.array([fh + [-side * 6, 18, -14], tuberosity]), 12.0, Tissue.CANCELLOUS_BONE)
-            self.bone_tube(np.array([sym + [0, 4, -14], tuberosity]), 7.5, Tissue.CANCELLOUS_BONE)
+            with self.named(hip):   # pubis, its ramus to the acetabulum, the ischium
+                self.bone_box(RoundedBox(sym, [8.5, 8, 17], rotation(yaw_deg=side * 20), 4.0))
+                self.bone_tube(np.array([fh + [-side * 14, -16, -2], sym + [0, 0, 10]]), 8.5, Tissue.CANCELLOUS_BONE)
+                self.bone_tube(np.array([fh + [-side * 6, 18, -14], tuberosity]), 12.0, Tissue.CANCELLOUS_BONE)
+                self.bone_tube(np.array([sym + [0, 4, -14], tuberosity]), 7.5, Tissue.CANCELLOUS_BONE)
         self.paint(RoundedBox([0, self.y_sym, self.z_sym], [3.2, 7.5, 15], None, 1.5), Tissue.CARTILAGE)
         self.lm["pubic_symphysis"] = np.array([0, self.y_sym, self.z_sym])
 

@@ -68,6 +68,7 @@ class PhantomCase:
     landmarks_lps_mm: dict[str, np.ndarray]
     in_image: dict[str, bool]
     meta: dict = field(default_factory=dict)
+    structures: sitk.Image | None = None   # uint8 structure ids, when render_case was asked for them
 
 
 def _sample_warp(rng: np.random.Generator, anatomy: TorsoAnatomy, cfg: PhantomCTConfig) -> BodyWarp:
@@ -80,8 +81,13 @@ def _sample_warp(rng: np.random.Generator, anatomy: TorsoAnatomy, cfg: PhantomCT
     )
 
 
-def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:
-    """Render case ``index`` of the phantom set described by ``cfg`` (deterministic)."""
+def render_case(index: int, cfg: PhantomCTConfig, structure_ids: dict[str, int] | None = None) -> PhantomCase:
+    """Render case ``index`` of the phantom set described by ``cfg`` (deterministic).
+
+    ``structure_ids``: also paint a map of anatomical structures (:attr:`PaintOp.structure`, e.g.
+    ``vertebrae_L1``) with these ids, 0 elsewhere, into ``PhantomCase.structures``; the image and
+    tissue labels are the same either way.
+    """
     rng = np.random.default_rng([cfg.seed, index])
     anatomy = TorsoBuilder(rng, cfg.fov_cut_probability).build()
     warp = _sample_warp(rng, anatomy, cfg)
@@ -97,10 +103,12 @@ def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:
     qx, qy, qz = warp.canonical_grid(px, py, pz)
 
     labels = np.zeros(size[::-1], dtype=np.uint8)
+    owners = None if structure_ids is None else np.zeros(size[::-1], dtype=np.uint8)
     for op, box in zip(anatomy.ops, _index_boxes(anatomy, warp, low, spacing, size)):
         if box is not None:
+            owner = None if owners is None else (owners, structure_ids.get(op.structure, 0))
             for piece in _pieces(box):
-                _paint(labels, (qx, qy, qz), op, piece)
+                _paint(labels, (qx, qy, qz), op, piece, owner)
     del qx, qy, qz
 
     hu, noise_hu = _intensities(labels, spacing, anatomy.phase, rng, cfg)
@@ -113,6 +121,10 @@ def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:
     image.SetOrigin(origin.tolist())
     label_image = sitk.GetImageFromArray(labels)
     label_image.CopyInformation(image)
+    structures = None
+    if owners is not None:
+        structures = sitk.GetImageFromArray(owners)
+        structures.CopyInformation(image)
     geometry = Geometry.from_sitk(image)
     names = list(LANDMARKS)
     canonical = np.array([anatomy.landmarks[n] for n in names])
@@ -126,6 +138,7 @@ def render_case(index: int, cfg: PhantomCTConfig) -> PhantomCase:
     return PhantomCase(
         case_id=case_id(index), image=image, labels=label_image,
         landmarks_lps_mm=dict(zip(names, physical)), in_image=dict(zip(names, inside.tolist())), meta=meta,
+        structures=structures,
     )
 
 
@@ -140,8 +153,10 @@ def _pieces(box: tuple[slice, slice, slice]) -> list[tuple[slice, slice, slice]]
     return [(slice(z, min(z + step, zs.stop)), ys, xs) for z in range(zs.start, zs.stop, step)]
 
 
-def _paint(labels: np.ndarray, grid: tuple[np.ndarray, ...], op, sl: tuple[slice, ...]) -> None:
-    """Apply one paint operation to the voxels ``sl`` (canonical coordinates ``grid``, each ``[z, y, x]``)."""
+def _paint(labels: np.ndarray, grid: tuple[np.ndarray, ...], op, sl: tuple[slice, ...],
+           owner: tuple[np.ndarray, int] | None = None) -> None:
+    """Apply one paint operation to the voxels ``sl`` (canonical coordinates ``grid``, each ``[z, y, x]``);
+    ``owner``: (a structure map, the operation's id) to mark the voxels it paints there as well."""
     qx, qy, qz = (g[sl] for g in grid)
     region, tested = labels[sl], op.tested_on()
     if tested is None:  # every voxel of the box
@@ -152,6 +167,8 @@ def _paint(labels: np.ndarray, grid: tuple[np.ndarray, ...], op, sl: tuple[slice
         mask = _holds(tested)[region]
         mask[mask] = op.shape.contains(qx[mask], qy[mask], qz[mask])
     region[mask] = op.tissue
+    if owner is not None:
+        owner[0][sl][mask] = owner[1]
 
 
 def _slabs(shape: tuple[int, ...]) -> list[slice]:
