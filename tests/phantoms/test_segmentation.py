@@ -94,3 +94,11 @@ def test_derived_bone_vessel_and_airway_landmarks_lie_near_the_phantoms_own(with
     assert not too_far, f"median derivation error over the limit: {too_far}"
     vertebrae = errors[errors["landmark"].str.endswith("_body_centre")]
     assert vertebrae["derived"].all() and vertebrae["error_mm"].max() < 3.0
+
+
+def test_every_structure_the_phantom_names_is_in_the_table():
+    # render_case maps a name it is not given to 0: a misspelt structure would drop out of the map unseen
+    from lmtransfer.phantoms.torso_anatomy import TorsoBuilder
+
+    named = {op.structure for op in TorsoBuilder(np.random.default_rng([0, 0])).build().ops} - {""}
+    assert len(named) > 40 and named <= set(TABLE.names.values()), sorted(named - set(TABLE.names.values()))

@@ -20,6 +20,7 @@ from lmtransfer.anatomy.derive import derive_landmarks
 from lmtransfer.anatomy.labels import LabelTable
 from lmtransfer.io.coords import Geometry
 from lmtransfer.phantoms.tissues import Tissue
+from lmtransfer.phantoms.torso_anatomy import VERTEBRAE
 from lmtransfer.phantoms.torso_ct import PhantomCase, PhantomCTConfig, render_case
 
 TABLE = LabelTable.built_in("totalsegmentator_v2")
@@ -38,7 +39,7 @@ MEASURED_KINDS = ("kidney_upper_pole_L", "kidney_upper_pole_R", "kidney_lower_po
                   "liver_tip", "spleen_upper_pole", "spleen_lower_pole", "lung_apex_L", "lung_apex_R", "costophrenic_angle_L",
                   "costophrenic_angle_R", "heart_apex")
 # the kinds the named structures give (bones, aorta and branches, trachea)
-STRUCTURE_KINDS = (*(f"{level}_body_centre" for level in ("C7", *(f"T{i}" for i in range(1, 13)), *(f"L{i}" for i in range(1, 6)))),
+STRUCTURE_KINDS = (*(f"{level}_body_centre" for level in VERTEBRAE),
                    "femoral_head_centre_L", "femoral_head_centre_R", "iliac_crest_top_L", "iliac_crest_top_R", "asis_L", "asis_R",
                    "pubic_symphysis", "sacral_promontory", "rib12_tip_L", "rib12_tip_R", "sternoclavicular_joint_L",
                    "sternoclavicular_joint_R", "jugular_notch", "xiphoid_tip", "aortic_bifurcation", "aortic_arch_top",
@@ -61,7 +62,8 @@ def totalsegmentator_map(tissues: sitk.Image, structures: sitk.Image | None = No
         out[mask] = TABLE.id_of(name)
     if structures is not None:
         named = sitk.GetArrayViewFromImage(structures)
-        out[named > 0] = named[named > 0]
+        painted = named > 0
+        out[painted] = named[painted]
     image = sitk.GetImageFromArray(out)
     image.CopyInformation(tissues)
     return image
