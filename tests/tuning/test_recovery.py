@@ -59,3 +59,18 @@ def test_storage_password_is_not_logged(tracked):
     logged = " ".join(f"{k}={v}" for k, v in {**run.data.params, **run.data.tags}.items())
     assert "hunter2" not in logged
     assert run.data.params["tune.storage"] == "postgresql://lab:***@db.example/optuna"
+
+
+def test_a_trial_another_worker_recovered_first_is_left_to_it(tracked, monkeypatch):
+    # two workers list the dead trial as RUNNING; the first fails and re-queues it, the second must skip it
+    # (it stopped with "Trial#0 has already finished and can not be updated" in a CI run)
+    study = open_study(TuneConfig(storage=f"sqlite:///{tracked / 'optuna.db'}"))
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    trial.set_user_attr("owner", process_owner(_dead_pid()))
+    stale = study.get_trials(states=(TrialState.RUNNING,))
+    assert recover_dead_trials(study) == [0]               # the first worker
+    monkeypatch.setattr(study, "get_trials", lambda deepcopy=True, states=None: stale if states == (TrialState.RUNNING,) else [])
+    assert recover_dead_trials(study) == []                # the second, with its list read before
+    monkeypatch.undo()
+    assert sum(t.user_attrs.get("retry_of") == 0 for t in study.get_trials()) == 1

@@ -221,12 +221,17 @@ def recover_dead_trials(study, tracker: Tracker | None = None) -> list[int]:
     """Trials left RUNNING by a killed process of this machine are failed at once (not after the
     heartbeat's grace period) and queued again with the same parameters; the MLflow runs of failed
     trials that are still RUNNING are marked KILLED. Returns the numbers of the recovered trials."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _owner_is_gone(trial.user_attrs.get("owner")):
-            if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            try:
+                failed = study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                continue  # another worker recovered it since the list was read: it queued the retry
+            if failed:
                 study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
                 recovered.append(trial.number)
     tracker = tracker or NullTracker()
