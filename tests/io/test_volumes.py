@@ -118,3 +118,40 @@ def test_absurd_header_is_refused_without_allocating(tmp_path):
         read_volume(path, max_voxels=2_000_000_000)
     with pytest.raises(VolumeReadError, match="limit of 1,000"):
         read_volume(_write(tmp_path, "fine.nii.gz", compress=True), max_voxels=1000)
+
+
+def _same_image(a: sitk.Image, b: sitk.Image) -> None:
+    assert a.GetPixelID() == b.GetPixelID() and a.GetSize() == b.GetSize()
+    assert (a.GetOrigin(), a.GetSpacing(), a.GetDirection()) == (b.GetOrigin(), b.GetSpacing(), b.GetDirection())
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8, np.float32, np.float64])
+def test_a_gzipped_nifti_read_in_one_pass_is_what_itk_reads(tmp_path, dtype, monkeypatch):
+    """The voxels come from the one decompression the length check needs: bit for bit ITK's image."""
+    import lmtransfer.io.volumes as volumes
+
+    image = make_image(size=(23, 17, 11), dtype=dtype, direction=DIRECTIONS["oblique"])
+    path = tmp_path / "case.nii.gz"
+    sitk.WriteImage(image, str(path), useCompression=True)
+    monkeypatch.setattr(volumes.sitk, "ReadImage", lambda *a: pytest.fail("ITK read the voxels a second time"))
+    one_pass = read_volume(path)
+    monkeypatch.undo()
+    _same_image(one_pass, sitk.ReadImage(str(path)))
+
+
+@pytest.mark.parametrize("case", ["scaled", "big_endian"])
+def test_niftis_itk_converts_are_left_to_itk(tmp_path, case):
+    """Scaled values (ITK applies scl_slope) and foreign byte order still read as ITK reads them."""
+    import nibabel as nib
+
+    data = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+    header = nib.Nifti1Header()
+    if case == "big_endian":
+        header = header.as_byteswapped(">")
+    nifti = nib.Nifti1Image(data, np.diag([1.5, 2.0, 3.0, 1.0]), header)
+    if case == "scaled":
+        nifti.header.set_slope_inter(2.0, -5.0)
+    path = tmp_path / f"{case}.nii.gz"
+    nib.save(nifti, str(path))
+    _same_image(read_volume(path), sitk.ReadImage(str(path)))

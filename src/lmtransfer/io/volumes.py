@@ -59,12 +59,14 @@ def read_volume(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> sitk.Image:
     if path.is_dir():
         image = _guarded(path, lambda: _read_dicom_series(path, max_voxels))
     else:
-        read_geometry(path, max_voxels)
+        reader = _header(path, max_voxels)
+        image = None
         if path.name.lower().endswith(".nii.gz"):
-            _check_nifti_gzip(path)
+            image = _read_nifti_gzip(path, reader)
         elif path.name.lower().endswith(".gz"):
             _gunzipped_length(path)  # raises on a corrupt or truncated stream
-        image = _guarded(path, lambda: sitk.ReadImage(str(path)))
+        if image is None:
+            image = _guarded(path, lambda: sitk.ReadImage(str(path)))
     _check_3d_scalar(path, image.GetDimension(), image.GetNumberOfComponentsPerPixel())
     array = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
@@ -116,13 +118,72 @@ def _nifti_data_end(header: bytes) -> int | None:
     return None
 
 
-def _check_nifti_gzip(path: Path) -> None:
-    length, head = _gunzipped_length(path, head_bytes=540)
-    end = _nifti_data_end(head)
-    if end is not None and length < end:
+#: NIfTI datatype codes whose voxels ITK hands over unchanged (no scaling), as NumPy types
+_NIFTI_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
+
+
+def _read_nifti_gzip(path: Path, reader: sitk.ImageFileReader, chunk_bytes: int = 1 << 22) -> sitk.Image | None:
+    """A ``.nii.gz`` decompressed once: its length checked against the header, then its voxels taken
+    from that same buffer with the geometry ITK read from the header (``reader``).
+
+    Returns None (after the checks) when the file is not a plain NIfTI-1 volume whose voxels ITK keeps
+    as stored (scaled values, other layouts): the caller then lets ITK read it.
+    """
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    head, data, end, length = b"", None, 0, 0
+    with open(path, "rb") as handle:
+        while not decompressor.eof and (chunk := handle.read(chunk_bytes)):
+            try:
+                piece = decompressor.decompress(chunk)
+            except zlib.error as exc:
+                raise VolumeReadError(f"{path}: corrupt gzip data ({exc})") from exc
+            if data is None:    # the header first: it says how many bytes to keep
+                piece = head + piece if head else piece
+                if len(piece) < 540 and not decompressor.eof:
+                    head = piece
+                    continue
+                end = _nifti_data_end(piece[:540]) or 0
+                data = np.empty(end, dtype=np.uint8)
+            take = min(len(piece), max(end - length, 0))
+            data[length : length + take] = np.frombuffer(piece, dtype=np.uint8, count=take)
+            length += len(piece)
+    if not decompressor.eof:
+        raise VolumeReadError(f"{path}: truncated file (the gzip stream ends before its end marker)")
+    if end and length < end:
         raise VolumeReadError(
             f"{path}: truncated volume: the header declares {end} bytes of NIfTI data, the decompressed file holds {length}"
         )
+    return _nifti_image(data, reader) if end else None
+
+
+def _nifti_image(data: np.ndarray, reader: sitk.ImageFileReader) -> sitk.Image | None:
+    """The image ITK would read from the NIfTI-1 bytes ``data``, or None where its reader would change the
+    stored values or layout (scaling, not 3D, a type it converts)."""
+    import struct
+
+    if len(data) < 348:
+        return None
+    data = data.data    # a memoryview: struct and frombuffer read it in place
+    endian = next((e for e in "<>" if struct.unpack(e + "i", data[:4])[0] == 348), None)
+    if endian is None or bytes(data[344:348]) != b"n+1\0":
+        return None
+    dim = struct.unpack(endian + "8h", data[40:56])
+    datatype, bitpix = struct.unpack(endian + "2h", data[70:74])
+    offset, slope, inter = struct.unpack(endian + "3f", data[108:120])
+    code = _NIFTI_DTYPES.get(datatype)
+    if code is None or dim[0] != 3 or slope not in (0.0, 1.0) or inter != 0.0:
+        return None
+    dtype = np.dtype(endian + code)
+    size = tuple(int(d) for d in dim[1:4])
+    native = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).dtype
+    if dtype.itemsize * 8 != bitpix or size != tuple(reader.GetSize()) or dtype.newbyteorder("=") != native:
+        return None
+    voxels = np.frombuffer(data, dtype=dtype, count=int(np.prod(size)), offset=int(offset)).reshape(size[::-1])
+    image = sitk.GetImageFromArray(voxels.astype(native, copy=False))
+    image.SetOrigin(reader.GetOrigin())
+    image.SetSpacing(reader.GetSpacing())
+    image.SetDirection(reader.GetDirection())
+    return image
 
 
 def _check_declared_length(path: Path, voxel_bytes: int) -> None:
@@ -195,6 +256,18 @@ def read_geometry(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> Geometry:
     path = Path(path)
     if path.is_dir():
         return Geometry.from_sitk(read_volume(path, max_voxels))
+    reader = _header(path, max_voxels)
+    return Geometry(
+        size_ijk=tuple(int(s) for s in reader.GetSize()),
+        spacing_mm=tuple(float(s) for s in reader.GetSpacing()),
+        origin_lps_mm=tuple(float(o) for o in reader.GetOrigin()),
+        direction=np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3),
+    )
+
+
+def _header(path: Path, max_voxels: int) -> sitk.ImageFileReader:
+    """ITK's reader of ``path`` with the header read: a 3D scalar volume of at most ``max_voxels`` voxels,
+    and (uncompressed) a file as long as the header declares."""
 
     def header() -> sitk.ImageFileReader:
         reader = sitk.ImageFileReader()
@@ -208,12 +281,7 @@ def read_geometry(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> Geometry:
     _check_voxel_count(path, size, max_voxels)
     item = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).itemsize
     _check_declared_length(path, int(np.prod(size, dtype=object)) * item)
-    return Geometry(
-        size_ijk=size,
-        spacing_mm=tuple(float(s) for s in reader.GetSpacing()),
-        origin_lps_mm=tuple(float(o) for o in reader.GetOrigin()),
-        direction=np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3),
-    )
+    return reader
 
 
 def _check_voxel_count(path: Path, size: tuple[int, ...], max_voxels: int) -> None:
