@@ -176,3 +176,34 @@ def test_a_vote_beyond_the_image_edge_is_scored_at_the_edge():
     assert table["found"].all() and (table["probability"] >= 0).all()   # min_probability 0: every kind gets a position
     positions = table[["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy(float)
     assert geometry.contains_index(geometry.lps_to_index(positions)).all()
+
+
+def _tiny_set(n: int):
+    from lmtransfer.detection.voting import VoterSet
+
+    rng = np.random.default_rng(0)
+    return VoterSet(rng.integers(-1000, 1000, (n, 3, 16, 16)).astype(np.int16), rng.normal(size=(n, 3)), np.array([f"c{i % 3}" for i in range(n)], dtype=object),
+                    rng.random((n, 2)) < 0.5, rng.normal(size=(n, 2, 3)).astype(np.float32), ["a", "b"])
+
+
+def test_a_validation_subset_is_seeded_in_order_and_all_when_asked_for_all():
+    data = _tiny_set(50)
+    one, two = data.subset(20, seed=1), data.subset(20, seed=1)
+    np.testing.assert_array_equal(one.x, two.x)
+    rows = [int(np.flatnonzero((data.centres_lps_mm == c).all(axis=1))[0]) for c in one.centres_lps_mm]
+    assert len(one) == 20 and rows == sorted(rows) and len(set(rows)) == 20
+    np.testing.assert_array_equal(one.offsets_mm, data.offsets_mm[rows])
+    assert data.subset(0, seed=1) is data and data.subset(80, seed=1) is data
+    with pytest.raises(ValueError, match="val_patches"):
+        VoterConfig(val_patches=-1)
+
+
+def test_each_epoch_validates_on_the_subset(monkeypatch):
+    import lmtransfer.detection.voting as voting
+
+    seen = []
+    real = voting.evaluate_voter
+    monkeypatch.setattr(voting, "evaluate_voter", lambda model, data, *a, **k: (seen.append(len(data)), real(model, data, *a, **k))[1])
+    cfg = replace(TINY, max_epochs=2, patience=2, epoch_patches=64, val_patches=12)
+    train_voter(_tiny_set(40), _tiny_set(30), cfg, progress=None)
+    assert seen == [12, 12]
