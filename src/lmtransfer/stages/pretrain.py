@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lmtransfer.stages import HEADLINE_JSON, Command, StagePaths, option, reads, stage_device, stage_params, write_headline, writes
@@ -41,6 +41,9 @@ class PretrainParams:
     loader: str = "cache"                         # cache: patches cut once (`patches` stage); queue: cut while training
     samples_per_volume: int = 64                  # queue: patches cut per visit to a case
     champion: str = "lm60"                        # the step whose registered model gets the alias `champion`
+    # epochs of the named steps: the cosine schedule runs its whole length (no early stopping) and the best
+    # validation epoch is kept; steps not named train up to max_epochs with early stopping (patience)
+    step_epochs: dict[str, int] = field(default_factory=dict)
     models_dir: Path = Path("models")             # each step writes lm_cnn_<name>.pt here
     reports_dir: Path = Path("reports/pretrain")  # and its reports into <name>/ here
     track: bool = True
@@ -48,6 +51,14 @@ class PretrainParams:
     def __post_init__(self) -> None:
         if self.loader not in ("cache", "queue"):
             raise ValueError(f"pretrain.loader must be cache or queue, got {self.loader!r}")
+        if not isinstance(self.step_epochs, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in self.step_epochs.items()):
+            raise ValueError(f"pretrain.step_epochs must map step names to whole numbers of epochs >= 1, got {self.step_epochs!r}")
+
+    def step_train(self, name: str) -> TrainConfig:
+        """The training settings of step ``name``: ``step_epochs`` replaces its schedule length and patience."""
+        epochs = self.step_epochs.get(name)
+        return self.train if epochs is None else replace(self.train, max_epochs=epochs, patience=epochs)
 
     def model_path(self, name: str) -> Path:
         """The checkpoint of step ``name`` (``lm20``, ``lm60``, ...)."""
@@ -111,7 +122,7 @@ def run(args) -> int:
         tags = {"data_hash": cache_info["manifest_hash"], "patch_cache_key": cache_info["key"]}
     tracker = make_tracker(stage.track)
     result = run_step(
-        name, args.landmarks, data, splits, params.patches.patch, stage.train, stage.class_order_seed,
+        name, args.landmarks, data, splits, params.patches.patch, stage.step_train(name), stage.class_order_seed,
         where.reports, where.model, where.init, tracker=tracker, device=device,
         tags={**tags, "splits_hash": file_hash(where.splits)},
     )
