@@ -183,20 +183,3 @@ def test_painting_and_texturing_in_pieces_gives_the_same_bytes(monkeypatch):
     small, whole = rendered.values()
     assert np.array_equal(small[1], whole[1])
     assert np.array_equal(small[0], whole[0])
-
-
-def test_a_slab_round_a_tissue_has_the_whole_cases_labels_there():
-    """``slab_around``: fewer slices, every tissue label the whole render has in them, and all of the
-    tissue's voxels with the margin round them."""
-    cfg = PhantomCTConfig(spacing_inplane_mm=3.0, slice_mm_choices=(3.0,), slice_mm_weights=(1.0,), fov_cut_probability=0.0)
-    for index in (0, 1):
-        whole = render_case(index, cfg)
-        slab = render_case(index, cfg, slab_around=(T.LUNG, 30.0))
-        full, part = sitk.GetArrayFromImage(whole.labels), sitk.GetArrayFromImage(slab.labels)
-        first = slab.meta["slab_first_slice"]
-        assert 0 < len(part) < 0.8 * len(full) and part.shape[1:] == full.shape[1:]
-        assert np.array_equal(part, full[first : first + len(part)])
-        z = np.flatnonzero((full == T.LUNG).any(axis=(1, 2)))
-        assert first <= z.min() - 10 and z.max() + 10 < first + len(part)   # the lungs and 30 mm = 10 slices
-    with pytest.raises(ValueError, match="no paint operation of"):
-        render_case(0, cfg, slab_around=(T.BOWEL, 10.0))

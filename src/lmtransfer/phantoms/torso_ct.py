@@ -81,19 +81,12 @@ def _sample_warp(rng: np.random.Generator, anatomy: TorsoAnatomy, cfg: PhantomCT
     )
 
 
-def render_case(index: int, cfg: PhantomCTConfig, structure_ids: dict[str, int] | None = None,
-                slab_around: tuple[Tissue, float] | None = None) -> PhantomCase:
+def render_case(index: int, cfg: PhantomCTConfig, structure_ids: dict[str, int] | None = None) -> PhantomCase:
     """Render case ``index`` of the phantom set described by ``cfg`` (deterministic).
 
     ``structure_ids``: also paint a map of anatomical structures (:attr:`PaintOp.structure`, e.g.
     ``vertebrae_L1``) with these ids, 0 elsewhere, into ``PhantomCase.structures``; the image and
     tissue labels are the same either way.
-    ``slab_around``: (tissue, margin in mm): paint only the slices the tissue's paint boxes reach, and
-    texture only those that hold it, each with ``margin`` mm (and a slice) more on either side; where
-    a scan needs one organ's surroundings (the lungs of the nodule set) that is a fraction of the work.
-    Its labels are the whole case's labels in those slices, voxel for voxel (``meta["slab_first_slice"]``
-    says where); the image has the same anatomy, but its noise and texture fields, and the draws after
-    them (noise level, table position), are drawn for the slab: statistically the same, not the same values.
     """
     rng = np.random.default_rng([cfg.seed, index])
     anatomy = TorsoBuilder(rng, cfg.fov_cut_probability).build()
@@ -107,27 +100,16 @@ def render_case(index: int, cfg: PhantomCTConfig, structure_ids: dict[str, int] 
     high = anatomy.extent_high + [margin, margin, 0]
     size = np.floor((high - low) / spacing).astype(int) + 1
     px, py, pz = (low[a] + spacing[a] * np.arange(size[a]) for a in range(3))
-    boxes = _index_boxes(anatomy, warp, low, spacing, size)
-    if slab_around is not None:
-        first, stop = _slab(anatomy, boxes, *slab_around, slice_mm=spacing[2], slices=int(size[2]))
-        pz, size = pz[first:stop], np.array([size[0], size[1], stop - first])
-        low = np.array([low[0], low[1], pz[0]])
-        boxes = [_shifted(box, first, stop) for box in boxes]
     qx, qy, qz = warp.canonical_grid(px, py, pz)
 
     labels = np.zeros(size[::-1], dtype=np.uint8)
     owners = None if structure_ids is None else np.zeros(size[::-1], dtype=np.uint8)
-    for op, box in zip(anatomy.ops, boxes):
+    for op, box in zip(anatomy.ops, _index_boxes(anatomy, warp, low, spacing, size)):
         if box is not None:
             owner = None if owners is None else (owners, structure_ids.get(op.structure, 0))
             for piece in _pieces(box):
                 _paint(labels, (qx, qy, qz), op, piece, owner)
     del qx, qy, qz
-    if slab_around is not None:   # the paint boxes are generous: trim to the tissue's slices and the margin
-        keep = _slab_rows(labels, *slab_around, slice_mm=spacing[2])
-        labels, owners = labels[keep], None if owners is None else owners[keep]
-        first, low = first + keep.start, np.array([low[0], low[1], pz[keep.start]])
-        size = np.array([size[0], size[1], keep.stop - keep.start])
 
     hu, noise_hu = _intensities(labels, spacing, anatomy.phase, rng, cfg)
 
@@ -151,7 +133,6 @@ def render_case(index: int, cfg: PhantomCTConfig, structure_ids: dict[str, int] 
     meta = {
         "case": case_id(index), "phase": anatomy.phase, "spacing_mm": spacing.round(4).tolist(),
         "size": size.tolist(), "noise_hu": round(noise_hu, 2),
-        **({} if slab_around is None else {"slab_first_slice": first}),
         "landmarks_in_image": int(inside.sum()), **{f"factor_{k}": round(v, 4) for k, v in anatomy.factors.items()},
     }
     return PhantomCase(
@@ -159,31 +140,6 @@ def render_case(index: int, cfg: PhantomCTConfig, structure_ids: dict[str, int] 
         landmarks_lps_mm=dict(zip(names, physical)), in_image=dict(zip(names, inside.tolist())), meta=meta,
         structures=structures,
     )
-
-
-def _slab(anatomy: TorsoAnatomy, boxes: list, tissue: Tissue, margin_mm: float, slice_mm: float, slices: int) -> tuple[int, int]:
-    """The slices (first, stop) of the paint boxes of ``tissue``, grown by ``margin_mm`` (one slice more) and clipped."""
-    rows = [box[0] for op, box in zip(anatomy.ops, boxes) if box is not None and op.tissue == tissue]
-    if not rows:
-        raise ValueError(f"no paint operation of {Tissue(tissue).name} lies in the scan range: nothing to render a slab around")
-    pad = int(np.ceil(margin_mm / slice_mm)) + 1
-    return max(min(r.start for r in rows) - pad, 0), min(max(r.stop for r in rows) + pad, slices)
-
-
-def _slab_rows(labels: np.ndarray, tissue: Tissue, margin_mm: float, slice_mm: float) -> slice:
-    """The slices of ``labels`` (z, y, x) holding ``tissue``, grown by ``margin_mm`` (one slice more) and clipped."""
-    rows = np.flatnonzero(_holds((Tissue(tissue),))[labels].any(axis=(1, 2)))
-    if not len(rows):
-        raise ValueError(f"the rendered slab holds no {Tissue(tissue).name} voxels")
-    pad = int(np.ceil(margin_mm / slice_mm)) + 1
-    return slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + pad + 1, len(labels)))
-
-
-def _shifted(box: tuple[slice, ...] | None, first: int, stop: int) -> tuple[slice, ...] | None:
-    """``box`` in the slab of slices [first, stop), or None where it lies outside."""
-    if box is None or box[0].stop <= first or box[0].start >= stop:
-        return None
-    return (slice(max(box[0].start, first) - first, min(box[0].stop, stop) - first), *box[1:])
 
 
 #: voxels per piece of a paint operation's box: an inside test's temporaries then stay in the CPU cache

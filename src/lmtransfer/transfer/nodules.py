@@ -69,13 +69,11 @@ def _lung_crop(labels: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) ->
 def nodule_case(index: int, cfg: LungNoduleLesions, patch: LesionPatchConfig
                 ) -> tuple[np.ndarray, np.ndarray | None, pd.DataFrame, list[dict]]:
     """Patches (n, 3, P, P) in [-1, 1], the native ones (or None), their index rows and the nodules of case ``index``."""
-    margin_mm = max(cfg.fov_mm, patch.native_fov_mm)   # the patches reach this far from the lungs
     rendered = render_case(index, PhantomCTConfig(seed=cfg.seed, spacing_inplane_mm=cfg.spacing_mm, spacing_inplane_jitter=0.0,
-                                                  slice_mm_choices=(cfg.spacing_mm,), slice_mm_weights=(1.0,), fov_cut_probability=0.0),
-                           slab_around=(Tissue.LUNG, margin_mm))
+                                                  slice_mm_choices=(cfg.spacing_mm,), slice_mm_weights=(1.0,), fov_cut_probability=0.0))
     hu, labels = sitk.GetArrayFromImage(rendered.image), sitk.GetArrayFromImage(rendered.labels)
     spacing_zyx = np.array(rendered.image.GetSpacing()[::-1], float)
-    crop = _lung_crop(labels, spacing_zyx, margin_mm)
+    crop = _lung_crop(labels, spacing_zyx, max(cfg.fov_mm, patch.native_fov_mm))
     hu, labels = np.ascontiguousarray(hu[crop]), labels[crop]
     rng = np.random.default_rng([cfg.seed, index, 1])
     nodules, sites = add_nodules(hu, labels, spacing_zyx, cfg.nodules, float(rendered.meta["noise_hu"]), rng)
