@@ -155,3 +155,17 @@ def test_niftis_itk_converts_are_left_to_itk(tmp_path, case):
     path = tmp_path / f"{case}.nii.gz"
     nib.save(nifti, str(path))
     _same_image(read_volume(path), sitk.ReadImage(str(path)))
+
+
+def test_a_nifti_whose_voxel_offset_points_into_its_header_reads_as_itk_reads_it(tmp_path):
+    """vox_offset 0 (malformed): ITK starts the voxels after the header; taking the stated offset would
+    read the header's bytes as voxels."""
+    import gzip
+    import struct
+
+    plain = _write(tmp_path, "plain.nii")
+    header = bytearray(plain.read_bytes())
+    header[108:112] = struct.pack("<f", 0.0)
+    path = tmp_path / "offset0.nii.gz"
+    path.write_bytes(gzip.compress(bytes(header)))
+    _same_image(read_volume(path), sitk.ReadImage(str(path)))

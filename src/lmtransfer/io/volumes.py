@@ -171,7 +171,7 @@ def _nifti_image(data: np.ndarray, reader: sitk.ImageFileReader) -> sitk.Image |
     datatype, bitpix = struct.unpack(endian + "2h", data[70:74])
     offset, slope, inter = struct.unpack(endian + "3f", data[108:120])
     code = _NIFTI_DTYPES.get(datatype)
-    if code is None or dim[0] != 3 or slope not in (0.0, 1.0) or inter != 0.0:
+    if code is None or dim[0] != 3 or slope not in (0.0, 1.0) or inter != 0.0 or offset < 348:
         return None
     dtype = np.dtype(endian + code)
     size = tuple(int(d) for d in dim[1:4])
