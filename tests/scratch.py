@@ -27,7 +27,7 @@ def tiny_params() -> dict:
                                 preview_cases=[0], fov_cut_probability=0.0)
     params["ingest"]["workers"] = 1
     params["patches"].update(background_per_case=16, augmented_copies=1, workers=1)
-    params["pretrain"].update(width=8, depth=2, feature_dim=32, max_epochs=1, epoch_patches=256)
+    params["pretrain"].update(width=8, depth=2, feature_dim=32, max_epochs=1, epoch_patches=256, step_epochs={})   # max_epochs for every step
     params["tune"].update(n_trials=2, landmarks=10, max_epochs=1, epoch_patches=128, fov_mm_choices=[32.0], depth_choices=[2],
                           width_choices=[4])
     params["phantom_mra"].update(n_cases=8, spacing_inplane_mm=1.0, slice_mm_choices=[1.2], workers=1, preview_cases=[0])
