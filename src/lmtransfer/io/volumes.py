@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -75,22 +76,27 @@ def read_volume(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> sitk.Image:
     return image
 
 
-def _gunzipped_length(path: Path, chunk_bytes: int = 1 << 22, head_bytes: int = 0) -> tuple[int, bytes]:
-    """Decompressed length of a gzip file and its first ``head_bytes``, streamed (nothing large in memory)."""
+def _gunzipped(path: Path, chunk_bytes: int = 1 << 22) -> Iterator[bytes]:
+    """The decompressed pieces of a gzip file, streamed (nothing large in memory).
+
+    Raises:
+        VolumeReadError: corrupt data, or a stream that ends before its end marker.
+    """
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    total, head = 0, b""
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_bytes):
             try:
-                data = decompressor.decompress(chunk)
+                yield decompressor.decompress(chunk)
             except zlib.error as exc:
                 raise VolumeReadError(f"{path}: corrupt gzip data ({exc})") from exc
-            if len(head) < head_bytes:
-                head += data[: head_bytes - len(head)]
-            total += len(data)
             if decompressor.eof:
-                return total, head
+                return
     raise VolumeReadError(f"{path}: truncated file (the gzip stream ends before its end marker)")
+
+
+def _gunzipped_length(path: Path) -> int:
+    """Decompressed length of a gzip file (raises as :func:`_gunzipped` does)."""
+    return sum(len(piece) for piece in _gunzipped(path))
 
 
 def _nifti_data_end(header: bytes) -> int | None:
@@ -122,33 +128,27 @@ def _nifti_data_end(header: bytes) -> int | None:
 _NIFTI_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
 
 
-def _read_nifti_gzip(path: Path, reader: sitk.ImageFileReader, chunk_bytes: int = 1 << 22) -> sitk.Image | None:
+def _read_nifti_gzip(path: Path, reader: sitk.ImageFileReader) -> sitk.Image | None:
     """A ``.nii.gz`` decompressed once: its length checked against the header, then its voxels taken
     from that same buffer with the geometry ITK read from the header (``reader``).
 
     Returns None (after the checks) when the file is not a plain NIfTI-1 volume whose voxels ITK keeps
     as stored (scaled values, other layouts): the caller then lets ITK read it.
     """
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
     head, data, end, length = b"", None, 0, 0
-    with open(path, "rb") as handle:
-        while not decompressor.eof and (chunk := handle.read(chunk_bytes)):
-            try:
-                piece = decompressor.decompress(chunk)
-            except zlib.error as exc:
-                raise VolumeReadError(f"{path}: corrupt gzip data ({exc})") from exc
-            if data is None:    # the header first: it says how many bytes to keep
-                piece = head + piece if head else piece
-                if len(piece) < 540 and not decompressor.eof:
-                    head = piece
-                    continue
-                end = _nifti_data_end(piece[:540]) or 0
-                data = np.empty(end, dtype=np.uint8)
-            take = min(len(piece), max(end - length, 0))
-            data[length : length + take] = np.frombuffer(piece, dtype=np.uint8, count=take)
-            length += len(piece)
-    if not decompressor.eof:
-        raise VolumeReadError(f"{path}: truncated file (the gzip stream ends before its end marker)")
+    for piece in _gunzipped(path):
+        if data is None:    # the header first: it says how many bytes to keep
+            head += piece
+            if len(head) < 540:
+                continue
+            end = _nifti_data_end(head[:540]) or 0
+            data, piece = np.empty(end, dtype=np.uint8), head
+        take = min(len(piece), max(end - length, 0))
+        data[length : length + take] = np.frombuffer(piece, dtype=np.uint8, count=take)
+        length += len(piece)
+    if data is None:    # the whole stream is shorter than the longest header
+        end, length = _nifti_data_end(head) or 0, len(head)
+        data = np.frombuffer(head, dtype=np.uint8)[:end].copy()
     if end and length < end:
         raise VolumeReadError(
             f"{path}: truncated volume: the header declares {end} bytes of NIfTI data, the decompressed file holds {length}"
@@ -175,7 +175,7 @@ def _nifti_image(data: np.ndarray, reader: sitk.ImageFileReader) -> sitk.Image |
         return None
     dtype = np.dtype(endian + code)
     size = tuple(int(d) for d in dim[1:4])
-    native = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).dtype
+    native = _pixel_dtype(reader)
     if dtype.itemsize * 8 != bitpix or size != tuple(reader.GetSize()) or dtype.newbyteorder("=") != native:
         return None
     voxels = np.frombuffer(data, dtype=dtype, count=int(np.prod(size)), offset=int(offset)).reshape(size[::-1])
@@ -279,9 +279,14 @@ def _header(path: Path, max_voxels: int) -> sitk.ImageFileReader:
     _check_3d_scalar(path, reader.GetDimension(), reader.GetNumberOfComponents())
     size = tuple(int(s) for s in reader.GetSize())
     _check_voxel_count(path, size, max_voxels)
-    item = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).itemsize
+    item = _pixel_dtype(reader).itemsize
     _check_declared_length(path, int(np.prod(size, dtype=object)) * item)
     return reader
+
+
+def _pixel_dtype(reader: sitk.ImageFileReader) -> np.dtype:
+    """The NumPy type of the voxels ITK will read (from the header alone)."""
+    return sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).dtype
 
 
 def _check_voxel_count(path: Path, size: tuple[int, ...], max_voxels: int) -> None:
