@@ -183,3 +183,23 @@ def test_painting_and_texturing_in_pieces_gives_the_same_bytes(monkeypatch):
     small, whole = rendered.values()
     assert np.array_equal(small[1], whole[1])
     assert np.array_equal(small[0], whole[0])
+
+
+def test_the_in_plane_blur_is_drawn_per_case_and_changes_nothing_else():
+    from dataclasses import replace
+
+    from lmtransfer.phantoms.torso_ct import _psf_sigma
+
+    soft = replace(TINY, psf_sigma_inplane_mm=(0.45, 1.5))
+    sigmas = [_psf_sigma(i, soft) for i in range(20)]
+    assert all(0.45 <= s <= 1.5 for s in sigmas) and len(set(sigmas)) == 20 and sigmas == [_psf_sigma(i, soft) for i in range(20)]
+    assert _psf_sigma(3, TINY) == 0.45                       # the default range draws nothing
+    index = int(np.argmax(sigmas[:3]))
+    sharp, blurred = render_case(index, TINY), render_case(index, soft)
+    assert blurred.meta["psf_sigma_inplane_mm"] == round(sigmas[index], 3) and sharp.meta["psf_sigma_inplane_mm"] == 0.45
+    assert np.array_equal(sitk.GetArrayFromImage(sharp.labels), sitk.GetArrayFromImage(blurred.labels))
+    assert all(np.array_equal(sharp.landmarks_lps_mm[k], blurred.landmarks_lps_mm[k]) for k in LANDMARKS)
+    a, b = (sitk.GetArrayFromImage(c.image).astype(float) for c in (sharp, blurred))
+    bone = sitk.GetArrayFromImage(sharp.labels) == T.CORTICAL_BONE
+    # the same noise draw is added to both: the difference is the blur, which flattens the bone's in-plane edges
+    assert np.abs(np.diff(b, axis=2))[bone[:, :, 1:]].mean() < 0.8 * np.abs(np.diff(a, axis=2))[bone[:, :, 1:]].mean()

@@ -19,6 +19,7 @@ from lmtransfer.phantoms.shapes import (
     Region,
     RoundedBox,
     Shape,
+    _local,
     frame_from_axis,
     intersect,
     rotation,
@@ -377,7 +378,8 @@ class TorsoBuilder:
             centre = np.array([side * (self.a[13] + 44) * self.s_wid, self.y_spine(z) + 8, z])
             rot = frame_from_axis([-side * 0.28, 0.22, 1.0], hint=[side, 0, 0])
             kidney = Ellipsoid(centre, np.array([27, 22, 54]) * r.uniform(0.88, 1.12, 3), rot)
-            self.kidney_fat.append(Ellipsoid(centre, kidney.semi_axes + 12, rot))
+            fat_mm = r.uniform(2.0, 14.0)   # perirenal fat: a thick dark rim in some patients, hardly any in others
+            self.kidney_fat.append(Ellipsoid(centre, kidney.semi_axes + fat_mm, rot))
             self.paint(self.kidney_fat[-1], Tissue.FAT, only_on=(Tissue.ABDOMEN,))
             self.paint(kidney, Tissue.KIDNEY_CORTEX, only_on=abdomen + (Tissue.FAT,))
             self.paint(kidney.shrunk(7.0), Tissue.KIDNEY_MEDULLA, only_on=(Tissue.KIDNEY_CORTEX,))
@@ -693,26 +695,30 @@ class TorsoBuilder:
             for side in SIDES.values():
                 self.bone_box(RoundedBox(centres[0] + [side * 34, 12, -8], [20, 15, 21], rotation(yaw_deg=side * 10), 6.0))
         self.lm["sacral_promontory"] = np.array([0, centres[0][1] - sizes[0][1] + 2.5, centres[0][2] + sizes[0][2] - 2.5])
-        # ilium wings (ellipsoid shells), pubis, ischium, femur
+        # ilium wings (the lateral walls of a bowl under an arched crest), pubis, ischium, femur
         z_crest = self.z_c[16] + r.normal(0, 6)
         y_fh = self.y_c[-1] - 40
         for name, side in SIDES.items():
-            semi = np.array([40, 70, 62]) * [self.s_wid, self.s_dep, self.s_len]
-            rot = rotation(yaw_deg=-side * 28)
-            centre = np.array([side * 64 * self.s_wid, y5 + 8, z_crest - semi[2]])
-            thick = 9.0
+            semi = np.array([50, 80, 110]) * [self.s_wid, self.s_dep, self.s_len]
+            rot = rotation(yaw_deg=side * 28)   # the wing faces forwards and inwards: its front end is lateral
+            thick, arc, below_equator = 8.0, 45.0, 40.0   # the crest below the bowl's equator: the wing flares
+            crest_top = np.array([side * 86 * self.s_wid, y5 + 14, z_crest])
+            reach = np.sqrt(1 - (below_equator / semi[2]) ** 2)
+            centre = crest_top - rot @ [side * (semi[0] - thick / 2) * reach, 0, -below_equator]
             hip, femur = f"hip_{SIDE_NAMES[name]}", f"femur_{SIDE_NAMES[name]}"
-            wing = _Shell(centre, semi, rot, thick, side)
+            bottom = -below_equator - 0.5 * semi[2]
+            wing = _Wing(centre, semi, rot, thick, side, arc, bottom_mm=bottom, top_mm=below_equator)
             with self.named(hip):
                 self.paint(wing, Tissue.CORTICAL_BONE)
-                self.paint(_Shell(centre, semi - 1.8, rot, thick - 3.6, side), Tissue.CANCELLOUS_BONE)
-            self.lm[f"iliac_crest_top_{name}"] = centre + rot @ [0, 0, semi[2] - thick / 2]
-            self.lm[f"asis_{name}"] = centre + rot @ (np.array([0, -0.92, 0.39]) * semi * (1 - thick / 2 / semi[1]))
+                self.paint(_Wing(centre, semi - 1.5, rot, thick - 3.0, side, arc, bottom + 1.5, top_mm=below_equator + 1.5),
+                           Tissue.CANCELLOUS_BONE)
+            self.lm[f"iliac_crest_top_{name}"] = wing.crest_point(0.0, depth_mm=1.0)
+            self.lm[f"asis_{name}"] = wing.crest_point(-0.72, depth_mm=2.0)
             fh = np.array([side * 88 * self.s_wid, y_fh, self.z_fh])
             radius = 23.0 * self.s_wid * r.uniform(0.93, 1.07)
             cup = Region(fh - radius - 11, fh + radius + 11, lambda x, y, z, c=fh, rr=radius, s=side: _cup(x, y, z, c, rr, s))
             with self.named(hip):
-                self.bone_tube(np.array([centre + rot @ [side * 6, 10, -0.15 * semi[2]], fh + [-side * 8, 6, 20]]), 17.0, Tissue.CANCELLOUS_BONE)
+                self.bone_tube(np.array([wing.crest_point(0.1, depth_mm=0.5 * semi[2] - 8), fh + [-side * 8, 6, 20]]), 17.0, Tissue.CANCELLOUS_BONE)
                 self.paint(cup, Tissue.CORTICAL_BONE)
             self.paint(Ellipsoid(fh, [radius + 2.2] * 3), Tissue.CARTILAGE)
             with self.named(femur):
@@ -792,26 +798,39 @@ def _elliptic_slab(center, half) -> Region:
     return Region(c - h, c + h, lambda x, y, z: (((x - c[0]) / h[0]) ** 2 + ((y - c[1]) / h[1]) ** 2 <= 1.0) & (np.abs(z - c[2]) <= h[2]))
 
 
-class _Shell(Shape):
-    """Upper lateral part of an ellipsoidal shell: an iliac wing, open anteriorly at the ASIS."""
+class _Wing(Shape):
+    """An iliac wing: the lateral wall (``thickness`` mm) of an ellipsoidal bowl, ``semi`` (lateral, AP,
+    vertical; local axes the columns of ``rot``) round ``center``. Its upper edge, the crest, is an arch:
+    highest at the middle (``top_mm`` below ``center``), ``arc_mm`` lower at the bowl's front and back ends;
+    the wall ends ``bottom_mm`` (negative) below ``center``, where the ilium's body takes over."""
 
-    def __init__(self, center, semi, rot, thickness, side):
+    def __init__(self, center, semi, rot, thickness, side, arc_mm, bottom_mm, top_mm=0.0):
         self.center, self.semi, self.rot = np.asarray(center, float), np.asarray(semi, float), rot
-        self.thickness, self.side = thickness, side
+        self.thickness, self.side, self.arc_mm, self.bottom_mm, self.top_mm = thickness, side, arc_mm, bottom_mm, top_mm
 
     def bounds(self):
-        return Ellipsoid(self.center, self.semi, self.rot).bounds()
+        a, b, _ = self.semi
+        u = (0.0, self.side * a)
+        corners = np.array([[cu, cv, cw] for cu in u for cv in (-b, b) for cw in (self.bottom_mm, -self.top_mm)])
+        world = self.center + corners @ self.rot.T
+        return world.min(axis=0), world.max(axis=0)
 
     def contains(self, x, y, z):
-        c, R = self.center, self.rot
-        dx, dy, dz = x - c[0], y - c[1], z - c[2]
-        u = R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz
-        v = R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz
-        w = R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz
-        a, b, cc = self.semi
-        rho = np.sqrt((u / a) ** 2 + (v / b) ** 2 + (w / cc) ** 2)
-        inner = 1.0 - self.thickness / a
-        return (rho <= 1.0) & (rho >= inner) & (u * self.side > -0.15 * a) & (w > -0.3 * cc) & (v > -0.92 * b) & (v < 0.9 * b)
+        u, v, w = _local(self.rot, self.center, x, y, z)
+        a, b, c = self.semi
+        t = self.thickness
+        outer = (u / a) ** 2 + (v / b) ** 2 + (w / c) ** 2 <= 1.0
+        inner = (u / (a - t)) ** 2 + (v / (b - t)) ** 2 + (w / (c - t)) ** 2 >= 1.0
+        crest = w <= -self.top_mm - self.arc_mm * (v / b) ** 2
+        return outer & inner & crest & (w >= self.bottom_mm) & (u * self.side >= 0.0)
+
+    def crest_point(self, v_fraction: float, depth_mm: float) -> np.ndarray:
+        """The middle of the wall ``depth_mm`` below the crest at ``v_fraction`` of the AP semi-axis (-1: front)."""
+        a, b, c = self.semi - self.thickness / 2
+        v = v_fraction * self.semi[1]
+        w = -self.top_mm - self.arc_mm * v_fraction ** 2 - depth_mm
+        u = self.side * a * np.sqrt(max(1.0 - (v / b) ** 2 - (w / c) ** 2, 0.0))
+        return self.center + self.rot @ np.array([u, v, w])
 
 
 def _cup(x, y, z, centre, radius, side):

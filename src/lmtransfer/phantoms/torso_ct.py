@@ -46,6 +46,7 @@ class PhantomCTConfig:
     fov_cut_probability: float = 0.3
     tilt_deg: float = 3.0
     warp_mm: float = 5.0
+    psf_sigma_inplane_mm: tuple[float, float] = (0.45, 0.45)   # in-plane blur (sigma, mm), drawn per case
 
     def fingerprint(self) -> str:
         """Everything that changes a case's voxels; stored beside each case to detect stale files."""
@@ -111,7 +112,8 @@ def render_case(index: int, cfg: PhantomCTConfig, structure_ids: dict[str, int] 
                 _paint(labels, (qx, qy, qz), op, piece, owner)
     del qx, qy, qz
 
-    hu, noise_hu = _intensities(labels, spacing, anatomy.phase, rng, cfg)
+    psf_mm = _psf_sigma(index, cfg)
+    hu, noise_hu = _intensities(labels, spacing, anatomy.phase, rng, cfg, psf_mm)
 
     # scanner coordinates: table position along z and a small in-plane offset
     offset = np.array([rng.normal(0, 8), rng.normal(0, 8), rng.uniform(-900.0, -500.0)])
@@ -132,7 +134,7 @@ def render_case(index: int, cfg: PhantomCTConfig, structure_ids: dict[str, int] 
     inside = geometry.contains_index(geometry.lps_to_index(physical))
     meta = {
         "case": case_id(index), "phase": anatomy.phase, "spacing_mm": spacing.round(4).tolist(),
-        "size": size.tolist(), "noise_hu": round(noise_hu, 2),
+        "size": size.tolist(), "noise_hu": round(noise_hu, 2), "psf_sigma_inplane_mm": round(psf_mm, 3),
         "landmarks_in_image": int(inside.sum()), **{f"factor_{k}": round(v, 4) for k, v in anatomy.factors.items()},
     }
     return PhantomCase(
@@ -206,8 +208,19 @@ def _index_boxes(anatomy: TorsoAnatomy, warp: BodyWarp, low, spacing, size) -> l
     ]
 
 
-def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.random.Generator, cfg: PhantomCTConfig):
-    """CT numbers from tissue labels: texture, bowel and lung vessels, partial volume, quantum noise."""
+def _psf_sigma(index: int, cfg: PhantomCTConfig) -> float:
+    """Case ``index``'s in-plane blur (sigma, mm): reconstruction kernels and resampled scans range from
+    sharp to soft. Drawn from a generator of its own, so the rest of the case is the same whatever the range."""
+    low, high = cfg.psf_sigma_inplane_mm
+    if low == high:
+        return float(low)
+    return float(np.random.default_rng([cfg.seed, index, 1]).uniform(low, high))
+
+
+def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.random.Generator, cfg: PhantomCTConfig,
+                 psf_mm: float = 0.45):
+    """CT numbers from tissue labels: texture, bowel and lung vessels, partial volume (in-plane sigma
+    ``psf_mm``), quantum noise."""
     shape = labels.shape
     sp = spacing[::-1]  # array order (z, y, x)
     means, textures = (np.asarray(v, dtype=np.float32) for v in hu_table(phase))
@@ -243,8 +256,8 @@ def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.ra
         h[vessels] += 780.0 + 40.0 * t[vessels]
     del v1, v2, texture
 
-    # partial volume: in-plane PSF about 1 mm FWHM, slice profile about the slice thickness
-    hu = ndimage.gaussian_filter(hu, sigma=[0.42, 0.45 / sp[1], 0.45 / sp[2]], truncate=2.5)
+    # partial volume: the in-plane PSF (sigma psf_mm; 0.45: about 1 mm FWHM), slice profile about the slice thickness
+    hu = ndimage.gaussian_filter(hu, sigma=[0.42, psf_mm / sp[1], psf_mm / sp[2]], truncate=2.5)
     noise_hu = float(rng.uniform(*cfg.noise_hu_range))
     quantum = rng.standard_normal(shape, dtype=np.float32)
     # soft-tissue reconstruction kernels correlate noise over about a millimetre in-plane

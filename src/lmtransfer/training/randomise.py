@@ -12,6 +12,7 @@ Shapes: patches ``(b, c, P, P)``, float HU; the same transform for a patch's ``c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -57,10 +58,11 @@ def blur(x: torch.Tensor, generator: torch.Generator, max_sigma_px: float) -> to
     """Separable Gaussian blur with a random sigma in ``(0, max_sigma_px]`` per patch (edges replicated)."""
     b, c, h, w = x.shape
     sigma = torch.rand(b, generator=generator) * max_sigma_px + 1e-3
-    offsets = torch.arange(-BLUR_RADIUS_PX, BLUR_RADIUS_PX + 1, dtype=x.dtype)
+    radius = max(BLUR_RADIUS_PX, math.ceil(3 * max_sigma_px))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
     kernel = torch.exp(-offsets[None] ** 2 / (2 * sigma[:, None] ** 2))
     kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)       # (b c, 2r + 1)
-    y = F.pad(x.reshape(1, b * c, h, w), (BLUR_RADIUS_PX,) * 4, mode="replicate")
+    y = F.pad(x.reshape(1, b * c, h, w), (radius,) * 4, mode="replicate")
     y = F.conv2d(y, kernel[:, None, None, :], groups=b * c)
     y = F.conv2d(y, kernel[:, None, :, None], groups=b * c)
     return y.reshape(b, c, h, w)
