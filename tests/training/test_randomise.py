@@ -39,3 +39,13 @@ def test_randomise_is_seeded_and_off_by_default():
     assert 0 < changed.sum() < 32                                           # about half the patches
     assert torch.equal(randomise(x, _gen(7), Randomisation(probability=0.0)), x.float())
     assert not TrainConfig().randomisation.enabled and len(KNOTS_HU) == 13
+
+
+def test_a_wide_blur_keeps_its_gaussian_tails():
+    # the kernel reached 3 px whatever the sigma: a 3 px sigma was cut at one sigma and blurred too little
+    impulse = torch.zeros(64, 1, 33, 33)
+    impulse[..., 16, 16] = 1.0
+    out = blur(impulse, _gen(3), 4.0)
+    assert torch.allclose(out.sum(dim=(1, 2, 3)), torch.ones(64), atol=1e-4)   # a normalised kernel
+    wide = out[..., 16, :].amax(dim=-1) < 0.05                                  # the patches drawn with a large sigma
+    assert wide.any() and (out[wide][..., 16, 16 + 6] > 0).all()               # reach beyond 3 px
