@@ -46,7 +46,8 @@ def frame_from_axis(axis: np.ndarray, hint: np.ndarray = np.array([1.0, 0.0, 0.0
     return np.column_stack([u, np.cross(w, u), w])
 
 
-def _local(rot: np.ndarray, center: np.ndarray, x, y, z):
+def to_local(rot: np.ndarray, center: np.ndarray, x, y, z):
+    """Canonical points in a shape's own axes (the columns of ``rot``) round ``center``: ``u, v, w``."""
     dx, dy, dz = x - center[0], y - center[1], z - center[2]
     return (
         rot[0, 0] * dx + rot[1, 0] * dy + rot[2, 0] * dz,
@@ -73,7 +74,7 @@ class Ellipsoid(Shape):
         return self.center - half, self.center + half
 
     def contains(self, x, y, z):
-        u, v, w = _local(self.rot, self.center, x, y, z)
+        u, v, w = to_local(self.rot, self.center, x, y, z)
         a, b, c = self.semi_axes
         return (u / a) ** 2 + (v / b) ** 2 + (w / c) ** 2 <= 1.0
 
@@ -139,7 +140,7 @@ class RoundedBox(Shape):
         return self.center - half, self.center + half
 
     def contains(self, x, y, z):
-        u, v, w = _local(self.rot, self.center, x, y, z)
+        u, v, w = to_local(self.rot, self.center, x, y, z)
         inner = np.maximum(self.half - self.rounding, 0.0)
         qu = np.maximum(np.abs(u) - inner[0], 0.0)
         qv = np.maximum(np.abs(v) - inner[1], 0.0)

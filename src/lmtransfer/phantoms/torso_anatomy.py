@@ -19,11 +19,11 @@ from lmtransfer.phantoms.shapes import (
     Region,
     RoundedBox,
     Shape,
-    _local,
     frame_from_axis,
     intersect,
     rotation,
     smooth_curve,
+    to_local,
     tube,
 )
 from lmtransfer.phantoms.tissues import PHASES, Tissue
@@ -816,7 +816,7 @@ class _Wing(Shape):
         return world.min(axis=0), world.max(axis=0)
 
     def contains(self, x, y, z):
-        u, v, w = _local(self.rot, self.center, x, y, z)
+        u, v, w = to_local(self.rot, self.center, x, y, z)
         a, b, c = self.semi
         t = self.thickness
         outer = (u / a) ** 2 + (v / b) ** 2 + (w / c) ** 2 <= 1.0

@@ -218,7 +218,7 @@ def _psf_sigma(index: int, cfg: PhantomCTConfig) -> float:
 
 
 def _intensities(labels: np.ndarray, spacing: np.ndarray, phase: str, rng: np.random.Generator, cfg: PhantomCTConfig,
-                 psf_mm: float = 0.45):
+                 psf_mm: float):
     """CT numbers from tissue labels: texture, bowel and lung vessels, partial volume (in-plane sigma
     ``psf_mm``), quantum noise."""
     shape = labels.shape
