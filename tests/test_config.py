@@ -39,6 +39,8 @@ def test_the_project_params_load():
     ("detect:\n  refine_steps_mm: [4, -1]\n", "detect.refine_steps_mm: must not be negative"),
     ("detect:\n  min_probability: 2\n", "detect.min_probability: must lie in [0, 1]"),
     ("tune:\n  lr_range: [0.1, 0.01]\n", "tune: tune.lr_range: expected [low, high]"),
+    ("phantom_ct:\n  psf_sigma_inplane_mm: [1.5, 0.45]\n", "phantom_ct.psf_sigma_inplane_mm: expected [low, high]"),
+    ("phantom_ct:\n  psf_sigma_inplane_mm: [0, 1.5]\n", "phantom_ct.psf_sigma_inplane_mm: expected [low, high]"),
 ])
 def test_bad_values_are_named(tmp_path, text, message):
     path = _write(tmp_path, text)

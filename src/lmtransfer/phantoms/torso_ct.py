@@ -48,6 +48,11 @@ class PhantomCTConfig:
     warp_mm: float = 5.0
     psf_sigma_inplane_mm: tuple[float, float] = (0.45, 0.45)   # in-plane blur (sigma, mm), drawn per case
 
+    def __post_init__(self) -> None:
+        low, high = self.psf_sigma_inplane_mm
+        if not 0 < low <= high:
+            raise ValueError(f"phantom_ct.psf_sigma_inplane_mm: expected [low, high] with 0 < low <= high, got {[low, high]}")
+
     def fingerprint(self) -> str:
         """Everything that changes a case's voxels; stored beside each case to detect stale files."""
         fields = asdict(self)
