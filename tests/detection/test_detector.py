@@ -132,3 +132,34 @@ def test_a_checkpoint_error_without_a_voter_is_not_blamed_on_one(tmp_path):
     save_checkpoint(tmp_path / "m.pt", model, card)
     with pytest.raises(ValueError, match="^the model card has no patch fov_mm"):
         LandmarkDetector.from_checkpoint(tmp_path / "m.pt")
+
+
+class PlateauNet(nn.Module):
+    """"bright" with probability exactly 1.0 wherever the patch centre is above 600 HU (a ball of about 5 mm
+    radius round the bright blob's centre), 0 elsewhere: the flat top a jitter-trained network answers with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x.shape[-1] // 2
+        v = x[:, :, p - 1 : p + 1, p - 1 : p + 1].mean(dim=(1, 2, 3))
+        bright = 60 * torch.sigmoid(200 * (v - 0.6)) - 30
+        low = torch.full_like(v, -30.0)
+        return torch.stack([bright, low, low, torch.zeros_like(v)], dim=1)
+
+
+def test_the_centroid_step_finds_the_middle_of_a_flat_topped_answer():
+    image = toy_ct()
+    volume, geometry = sitk.GetArrayFromImage(image).T, Geometry.from_sitk(image)
+    errors = {}
+    for centroid_mm in (0.0, 6.0):
+        config = DetectConfig(coarse_step_mm=8.0, candidates=1, centroid_mm=centroid_mm, threads=1, batch_size=100)
+        table = LandmarkDetector(PlateauNet(), CARD, config).detect(volume, geometry, progress=False).table.set_index("landmark")
+        assert table.loc["bright", "probability"] == 1.0
+        errors[centroid_mm] = np.linalg.norm(table.loc["bright", ["x_lps_mm", "y_lps_mm", "z_lps_mm"]].to_numpy(float) - BLOBS_LPS["bright"])
+    # the climb stops where it first reaches the plateau, near its edge; the centroid moves to its middle
+    assert errors[0.0] >= 1.5 and errors[6.0] < 0.5, errors
+
+
+def test_centroid_settings_are_checked():
+    for bad in ({"centroid_mm": -1.0}, {"centroid_step_mm": 0.0}, {"centroid_fraction": 1.0}):
+        with pytest.raises(ValueError, match="centroid"):
+            DetectConfig(**bad)

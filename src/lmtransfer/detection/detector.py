@@ -18,12 +18,17 @@ landmark kind the centre with the highest probability of that kind wins.
 2. Grid scan only: for every kind, the ``candidates`` best grid points (kept apart by two grid
    steps) are the candidates. Each candidate moves to the best of its 26 neighbours at each of
    ``refine_steps_mm``.
-3. Without a shape model, each kind takes its most probable candidate. With one
+3. Each candidate's position becomes the centroid of the points round it where its kind is nearly as
+   probable as at the best one (``centroid_mm``, ``centroid_step_mm``, ``centroid_fraction``). The
+   network was trained on patches jittered by a few mm, so it answers on a plateau a few mm wide
+   whose highest point is as much noise as signal; the plateau's centre lies nearer the landmark
+   (README, "Landmark detection": median error 3.34 -> 2.86 mm on the validation cases).
+4. Without a shape model, each kind takes its most probable candidate. With one
    (:mod:`lmtransfer.detection.shape`), each kind takes its most probable candidate among those
    that agree with where the other kinds' detections put it; a kind is "not found" when no candidate
    agrees within ``max_inconsistency`` spreads, or when the others place it more than
    ``outside_margin_mm`` outside the image (landmarks cut off by the scan range).
-4. A kind whose probability stays under ``min_probability`` is "not found" too.
+5. A kind whose probability stays under ``min_probability`` is "not found" too.
 
 Patches of the next batch are cut in a helper thread while the network scores the current one,
 so both cores stay busy (NumPy and PyTorch release the interpreter lock).
@@ -88,6 +93,9 @@ class DetectConfig:
     vote_radius_mm: float = 8.0
     vote_candidates: int = 1
     vote_local_mm: float = 4.0
+    centroid_mm: float = 6.0
+    centroid_step_mm: float = 3.0
+    centroid_fraction: float = 0.8
 
     def __post_init__(self) -> None:
         if min(self.coarse_step_mm, self.vote_step_mm, self.vote_radius_mm) <= 0 or any(s <= 0 for s in self.refine_steps_mm):
@@ -98,6 +106,8 @@ class DetectConfig:
             raise ValueError("detect: candidates, batch_size, threads and the screen_* settings must be at least 1")
         if not 0.0 <= self.min_probability <= 1.0:
             raise ValueError(f"detect: min_probability must lie in [0, 1], got {self.min_probability}")
+        if self.centroid_mm < 0 or self.centroid_step_mm <= 0 or not 0.0 <= self.centroid_fraction < 1.0:
+            raise ValueError("detect: centroid_mm must be >= 0 (0: off), centroid_step_mm positive and centroid_fraction in [0, 1)")
 
 
 @dataclass
@@ -198,6 +208,7 @@ class LandmarkDetector:
                 owners, candidates, peaks = self._refine(scorer, grid, coarse)
             else:
                 owners, candidates, peaks = self._vote(scorer, voter, _body_grid(body, geometry, cfg.vote_step_mm, name)[0], geometry)
+            candidates = self._centroid(scorer, owners, candidates)
         positions, best, inconsistency, found = self._choose(owners, candidates, peaks, geometry)
         names = [self.class_names[c] for c in self.landmarks]
         table = pd.DataFrame({"landmark": names, "found": found, "probability": best, "inconsistency": inconsistency})
@@ -213,7 +224,12 @@ class LandmarkDetector:
             return _Scorer(self, self.net, np.asarray(volume_ijk), geometry, bar)(centres)
 
     def _refinement_patches(self) -> int:
-        return 26 * len(self.landmarks) * self.config.candidates * len(self.config.refine_steps_mm)
+        per_candidate = 26 * len(self.config.refine_steps_mm) + len(self._centroid_offsets())
+        return len(self.landmarks) * self.config.candidates * per_candidate
+
+    def _centroid_offsets(self) -> np.ndarray:
+        cfg = self.config
+        return _cube_offsets(cfg.centroid_mm, cfg.centroid_step_mm) if cfg.centroid_mm > 0 else np.zeros((0, 3))
 
     def _coarse(self, scorer: _Scorer, grid: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The grid points scored (m, 3) and their class probabilities (m, classes): the screening
@@ -250,7 +266,8 @@ class LandmarkDetector:
         within reach; each kind's ``vote_candidates`` densest vote clusters start the refinement."""
         cfg = self.config
         cube = _cube_offsets(cfg.vote_local_mm, cfg.refine_steps_mm[0])
-        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * (len(cube) + 26 * len(cfg.refine_steps_mm))
+        per_candidate = len(cube) + 26 * len(cfg.refine_steps_mm) + len(self._centroid_offsets())
+        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * per_candidate
         out = voter(points)
         kinds = out.shape[1] // 4
         presence, offsets = out[:, :kinds], out[:, kinds:].reshape(len(out), kinds, 3)
@@ -281,6 +298,22 @@ class LandmarkDetector:
             position = np.where(moved[:, None], there, position)
             best = np.where(moved, top, best)
         return owners, position, best
+
+    def _centroid(self, scorer: _Scorer, owners: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """Each candidate (m, 3) moved to the centroid of the cube points round it where its kind's probability
+        is at least ``centroid_fraction`` of the cube's best, weighted by how far above that it is."""
+        cube = self._centroid_offsets()
+        if len(cube) <= 1:
+            return position
+        classes = np.asarray(self.landmarks)[owners]
+        around = position[:, None, :] + cube[None]  # (m, c, 3)
+        scores = scorer(around.reshape(-1, 3))
+        values = scores[np.arange(len(scores)), classes.repeat(len(cube))].reshape(around.shape[:2])
+        values[~scorer.geometry.contains_index(scorer.geometry.lps_to_index(around))] = 0.0
+        weight = np.clip(values - self.config.centroid_fraction * values.max(axis=1, keepdims=True), 0.0, None)
+        total = weight.sum(axis=1)
+        centre = (weight[..., None] * around).sum(axis=1) / np.where(total > 0, total, 1.0)[:, None]
+        return np.where(total[:, None] > 0, centre, position)
 
     @staticmethod
     def _best_around(scorer: _Scorer, classes: np.ndarray, position: np.ndarray, offsets_mm: np.ndarray
