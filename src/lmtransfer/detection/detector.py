@@ -224,8 +224,11 @@ class LandmarkDetector:
             return _Scorer(self, self.net, np.asarray(volume_ijk), geometry, bar)(centres)
 
     def _refinement_patches(self) -> int:
-        per_candidate = 26 * len(self.config.refine_steps_mm) + len(self._centroid_offsets())
-        return len(self.landmarks) * self.config.candidates * per_candidate
+        return len(self.landmarks) * self.config.candidates * self._climb_patches()
+
+    def _climb_patches(self) -> int:
+        """Patches one candidate costs after its start: the climb's neighbours, then the centroid's cube."""
+        return 26 * len(self.config.refine_steps_mm) + len(self._centroid_offsets())
 
     def _centroid_offsets(self) -> np.ndarray:
         cfg = self.config
@@ -266,8 +269,7 @@ class LandmarkDetector:
         within reach; each kind's ``vote_candidates`` densest vote clusters start the refinement."""
         cfg = self.config
         cube = _cube_offsets(cfg.vote_local_mm, cfg.refine_steps_mm[0])
-        per_candidate = len(cube) + 26 * len(cfg.refine_steps_mm) + len(self._centroid_offsets())
-        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * per_candidate
+        voter.bar.total = len(points) + len(self.landmarks) * cfg.vote_candidates * (len(cube) + self._climb_patches())
         out = voter(points)
         kinds = out.shape[1] // 4
         presence, offsets = out[:, :kinds], out[:, kinds:].reshape(len(out), kinds, 3)
@@ -305,25 +307,30 @@ class LandmarkDetector:
         cube = self._centroid_offsets()
         if len(cube) <= 1:
             return position
-        classes = np.asarray(self.landmarks)[owners]
-        around = position[:, None, :] + cube[None]  # (m, c, 3)
-        scores = scorer(around.reshape(-1, 3))
-        values = scores[np.arange(len(scores)), classes.repeat(len(cube))].reshape(around.shape[:2])
-        values[~scorer.geometry.contains_index(scorer.geometry.lps_to_index(around))] = 0.0
+        around, values, inside = self._scores_around(scorer, np.asarray(self.landmarks)[owners], position, cube)
+        values[~inside] = 0.0
         weight = np.clip(values - self.config.centroid_fraction * values.max(axis=1, keepdims=True), 0.0, None)
         total = weight.sum(axis=1)
         centre = (weight[..., None] * around).sum(axis=1) / np.where(total > 0, total, 1.0)[:, None]
         return np.where(total[:, None] > 0, centre, position)
 
     @staticmethod
-    def _best_around(scorer: _Scorer, classes: np.ndarray, position: np.ndarray, offsets_mm: np.ndarray
+    def _scores_around(scorer: _Scorer, classes: np.ndarray, position: np.ndarray, offsets_mm: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The points ``position + offsets_mm`` round each candidate (m, c, 3), the probability of its class at
+        each (m, c), and which of them lie inside the image (m, c)."""
+        around = position[:, None, :] + offsets_mm[None]
+        scores = scorer(around.reshape(-1, 3))
+        values = scores[np.arange(len(scores)), classes.repeat(len(offsets_mm))].reshape(around.shape[:2])
+        return around, values, scorer.geometry.contains_index(scorer.geometry.lps_to_index(around))
+
+    @classmethod
+    def _best_around(cls, scorer: _Scorer, classes: np.ndarray, position: np.ndarray, offsets_mm: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
         """For each candidate (m, 3), the best of ``position + offsets_mm`` (c, 3) for its class: position (m, 3)
         and probability (m,); points outside the image score -1 (never left for)."""
-        around = position[:, None, :] + offsets_mm[None]  # (m, c, 3)
-        scores = scorer(around.reshape(-1, 3))
-        values = scores[np.arange(len(scores)), classes.repeat(len(offsets_mm))].reshape(around.shape[:2])
-        values[~scorer.geometry.contains_index(scorer.geometry.lps_to_index(around))] = -1.0
+        around, values, inside = cls._scores_around(scorer, classes, position, offsets_mm)
+        values[~inside] = -1.0
         choice = values.argmax(axis=1)
         rows = np.arange(len(choice))
         return around[rows, choice], values[rows, choice]
