@@ -106,12 +106,19 @@ def auc_by_size(staged: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array([weighted_auc(s, y, ones)[0] for s in staged])
 
 
-def case_bootstrap(cases: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Patch weights (n, patches): how often each patch's case is drawn in each of ``n`` case resamples."""
+def case_draws(cases: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` case resamples as counts (n, unique cases): how often each case is drawn, and each
+    patch's case (an index into the counts' columns)."""
     unique, inverse = np.unique(cases, return_inverse=True)
     draws = rng.integers(0, len(unique), size=(n, len(unique)))
     counts = np.zeros((n, len(unique)))
     np.add.at(counts, (np.repeat(np.arange(n), len(unique)), draws.ravel()), 1.0)
+    return counts, inverse
+
+
+def case_bootstrap(cases: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Patch weights (n, patches): how often each patch's case is drawn in each of ``n`` case resamples."""
+    counts, inverse = case_draws(cases, n, rng)
     return counts[:, inverse]
 
 

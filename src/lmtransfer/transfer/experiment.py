@@ -30,7 +30,7 @@ from sklearn.metrics import roc_curve
 
 from lmtransfer.parallel import process_pool
 from lmtransfer.transfer.boosting import (
-    BoostConfig, auc_by_size, bootstrap_interval, case_bootstrap, paired_difference, split_by_case, staged_scores, weighted_auc,
+    BoostConfig, auc_by_size, bootstrap_interval, case_draws, paired_difference, split_by_case, staged_scores, weighted_auc,
 )
 from lmtransfer.tracking import Tracker, git_commit, tracked_run
 from lmtransfer.transfer.features import extract_features, source_patches
@@ -132,26 +132,64 @@ class Fit:
     balanced: bool
 
 
-def _timed_fit(x_train, y_train, x_test, cfg: BoostConfig, seed: int) -> tuple[np.ndarray, float]:
+@dataclass
+class Scored:
+    """A fit's test AUC at every ensemble size, and at ``sizes`` on every case resample."""
+
+    curve: np.ndarray      # (n,)
+    sizes: list[int]
+    boot: np.ndarray       # (len(sizes), B)
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How one fit is scored: its test patches' labels, the case resamples as draw counts (B, cases) and
+    each test patch's case (an index into them), and the ensemble sizes that are resampled. Small
+    enough to send to a worker with the fit (the (B, patches) weights are not)."""
+
+    labels: np.ndarray
+    draws: np.ndarray
+    case_of: np.ndarray
+    sizes: list[int]
+
+    def score(self, staged: np.ndarray, seconds: float) -> Scored:
+        weights = self.draws[:, self.case_of]
+        return Scored(auc_by_size(staged, self.labels), self.sizes,
+                      np.stack([weighted_auc(staged[s - 1], self.labels, weights) for s in self.sizes]), seconds)
+
+
+def scorings(jobs: dict, labels: np.ndarray, draws: np.ndarray, case_of: np.ndarray, n: int, main: bool) -> dict[Fit, Scoring]:
+    """How each fit is scored: resampled AUCs at the tested sizes for the main fits (the full training
+    set, the main weighting), at the summary sizes for the others."""
+    out = {}
+    for fit, (_, test) in jobs.items():
+        is_main = fit.train_cases == FULL and fit.balanced == main
+        out[fit] = Scoring(labels[test], draws, case_of[test], tested_sizes(n) if is_main else summary_sizes(n))
+    return out
+
+
+def _fit_and_score(x_train, y_train, x_test, cfg: BoostConfig, seed: int, scoring: Scoring) -> tuple[np.ndarray, Scored]:
     start = time.perf_counter()
-    return staged_scores(x_train, y_train, x_test, cfg, seed), time.perf_counter() - start
+    staged = staged_scores(x_train, y_train, x_test, cfg, seed)
+    return staged, scoring.score(staged, time.perf_counter() - start)
 
 
-def staged_fits(features: dict, labels: np.ndarray, jobs: dict, cfg: BoostConfig, workers: int) -> dict:
-    """Staged test scores and fit seconds of every fit: ``jobs`` {Fit: (train mask, test mask)} ->
-    {Fit: (scores (n, test patches), seconds)}.
+def run_fits(features: dict, labels: np.ndarray, jobs: dict, scorings: dict, cfg: BoostConfig, workers: int) -> dict:
+    """Every fit of ``jobs`` {Fit: (train mask, test mask)}, scored in the process that fitted it:
+    {Fit: (staged test scores (n, test patches), :class:`Scored`)}; ``scorings`` {Fit: Scoring}.
 
     The fits are independent and seeded by their split, so they run in ``workers`` processes
-    (spawned: torch's thread pools do not survive a fork) and give the same scores in any order.
+    (spawned: torch's thread pools do not survive a fork) and give the same results in any order.
     """
     args = {fit: (features[fit.source][train], labels[train], features[fit.source][test], replace(cfg, balanced=fit.balanced),
-                  cfg.seed + fit.split) for fit, (train, test) in jobs.items()}
+                  cfg.seed + fit.split, scorings[fit]) for fit, (train, test) in jobs.items()}
     if workers <= 1 or len(args) == 1:
-        return {fit: _timed_fit(*a) for fit, a in args.items()}
+        return {fit: _fit_and_score(*a) for fit, a in args.items()}
     # the largest fits first, so the pool does not end on one long fit
     order = sorted(args, key=lambda fit: -int(jobs[fit][0].sum()))
     with process_pool(min(workers, len(args)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {fit: pool.submit(_timed_fit, *args[fit]) for fit in order}
+        futures = {fit: pool.submit(_fit_and_score, *args[fit]) for fit in order}
         return {fit: futures[fit].result() for fit in args}
 
 
@@ -180,28 +218,6 @@ def ablation_splits(cfg: BoostConfig) -> int:
     """The weighting ablation runs on the first cross-validation repeat (its folds) or the first split:
     enough to see the effect, at a third of the cost of every split."""
     return cfg.folds if cfg.folds >= 2 else 1
-
-
-@dataclass
-class Scored:
-    """A fit's test AUC at every ensemble size, and at ``sizes`` on every case resample."""
-
-    curve: np.ndarray      # (n,)
-    sizes: list[int]
-    boot: np.ndarray       # (len(sizes), B)
-    seconds: float
-
-
-def score_fits(fits: dict, jobs: dict, labels: np.ndarray, weights: np.ndarray, n: int, main: bool) -> dict[Fit, Scored]:
-    """AUCs of every fit; the resampled AUCs at the tested sizes for the main fits, at the summary sizes for the others."""
-    scored = {}
-    for fit, (staged, seconds) in fits.items():
-        test = jobs[fit][1]
-        y, w = labels[test], weights[:, test]
-        is_main = fit.train_cases == FULL and fit.balanced == main
-        sizes = tested_sizes(n) if is_main else summary_sizes(n)
-        scored[fit] = Scored(auc_by_size(staged, y), sizes, np.stack([weighted_auc(staged[s - 1], y, w) for s in sizes]), seconds)
-    return scored
 
 
 def aggregate(scored: dict[Fit, Scored], fits: list[Fit]) -> tuple[np.ndarray, dict[int, tuple[float, float, float]], dict[int, np.ndarray]]:
@@ -233,9 +249,10 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
     progress(f"{len(jobs)} AdaBoost fits: {len(splits)} splits x {len(names)} sources"
              + (f", few-label sizes {list(cfg.few_label_cases)}" if cfg.few_label_cases else "")
              + (f", and the other sample weighting on {ablation_splits(cfg)} split(s)" if cfg.weighting_ablation else ""))
-    fits = staged_fits(features, labels, jobs, cfg, threads)
-    weights = case_bootstrap(index["case"].to_numpy(), cfg.bootstrap, np.random.default_rng([cfg.seed, 7]))
-    scored = score_fits(fits, jobs, labels, weights, n, cfg.balanced)
+    draws, case_of = case_draws(index["case"].to_numpy(), cfg.bootstrap, np.random.default_rng([cfg.seed, 7]))
+    results = run_fits(features, labels, jobs, scorings(jobs, labels, draws, case_of, n, cfg.balanced), cfg, threads)
+    fits = {fit: staged for fit, (staged, _) in results.items()}
+    scored = {fit: score for fit, (_, score) in results.items()}
     main = {name: [Fit(i, name, FULL, cfg.balanced) for i in range(len(splits))] for name in names}
     for fit in (f for fits_ in main.values() for f in fits_):
         progress(f"{splits[fit.split].name} {fit.source}: AUC {scored[fit].curve[min(4, n - 1)]:.3f} (5 stumps) "
@@ -264,7 +281,7 @@ def run_transfer(lesions: LesionSet, models: dict, cfg: BoostConfig, out_dir: Pa
                                          "auc": scored[f].curve}) for name in names for f in main[name]])
     roc_rows = []
     for name in names:
-        staged, test = fits[main[name][0]][0], jobs[main[name][0]][1]
+        staged, test = fits[main[name][0]], jobs[main[name][0]][1]
         for size in (s for s in roc_sizes if s <= n):
             fpr, tpr, _ = roc_curve(labels[test], staged[size - 1])
             roc_rows += [{"source": name, "weak_learners": size, "fpr": a, "tpr": b} for a, b in zip(fpr, tpr)]
@@ -329,7 +346,7 @@ def difficulty_table(fits: dict, jobs: dict, main: dict, index: pd.DataFrame, n:
                         y, k = labels[test], groups[test]
                         keep = (k == kind) | (y != label)            # this group against the whole other class
                         if len(np.unique(y[keep])) == 2:
-                            aucs.append(float(weighted_auc(fits[fit][0][size - 1][keep], y[keep], np.ones((1, int(keep.sum()))))[0]))
+                            aucs.append(float(weighted_auc(fits[fit][size - 1][keep], y[keep], np.ones((1, int(keep.sum()))))[0]))
                             counts.append(int(((k == kind) & keep).sum()))
                     if aucs:
                         rows.append({"source": name, "side": side, "kind": kind, "weak_learners": size,
