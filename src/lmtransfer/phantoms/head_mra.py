@@ -28,6 +28,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from lmtransfer.io.landmarks import write_slicer_json
+from lmtransfer.io.volumes import write_volume
 from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing, temp_path
 from lmtransfer.phantoms.noise import smooth_noise
 from lmtransfer.phantoms.vessel_tree import Aneurysm, ArteryTree, TreeBuilder, add_mimics, place_aneurysms
@@ -237,7 +238,7 @@ def write_case(case: MRACase, out_dir: Path, fingerprint: str) -> CasePaths:
         p.parent.mkdir(parents=True, exist_ok=True)
     for image, final in ((case.image, paths.image), (case.labels, paths.labels)):
         tmp = temp_path(final)
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+        write_volume(image, tmp)
         os.replace(tmp, final)
     names = [f"aneurysm_{k + 1}" for k in range(len(case.aneurysms))]
     centres = np.array([a.centre_lps_mm for a in case.aneurysms]).reshape(-1, 3)

@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from lmtransfer.io.coords import Geometry
 from lmtransfer.io.landmarks import write_slicer_json
+from lmtransfer.io.volumes import write_volume
 from lmtransfer.phantoms.dataset import CasePaths, case_id, render_missing, temp_path
 from lmtransfer.phantoms.noise import smooth_noise
 from lmtransfer.phantoms.shapes import BodyWarp, SmoothFunction1D, rotation
@@ -280,8 +281,8 @@ def write_case(case: PhantomCase, out_dir: Path, fingerprint: str) -> CasePaths:
         p.parent.mkdir(parents=True, exist_ok=True)
     tmp_image = temp_path(paths.image)
     tmp_labels = temp_path(paths.labels)
-    sitk.WriteImage(case.image, str(tmp_image), useCompression=True)
-    sitk.WriteImage(case.labels, str(tmp_labels), useCompression=True)
+    write_volume(case.image, tmp_image)
+    write_volume(case.labels, tmp_labels)
     os.replace(tmp_image, paths.image)
     os.replace(tmp_labels, paths.labels)
     visible = [n for n in LANDMARKS if case.in_image[n]]

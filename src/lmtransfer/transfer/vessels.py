@@ -173,7 +173,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg: VesselConfig) -> dict:
     import SimpleITK as sitk
 
-    from lmtransfer.io.volumes import read_volume
+    from lmtransfer.io.volumes import read_volume, write_volume
 
     image = read_volume(Path(image_path))  # header checked first; errors name the file
     try:
@@ -183,7 +183,7 @@ def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg
     out = sitk.GetImageFromArray(mask.astype(np.uint8))
     out.CopyInformation(image)
     tmp = out_path.with_name(f".tmp_{out_path.name}")
-    sitk.WriteImage(out, str(tmp), useCompression=True)
+    write_volume(out, tmp)
     os.replace(tmp, out_path)
     row = {"case": out_path.name.removesuffix(".nii.gz"), **{k: round(v, 2) if isinstance(v, float) else v for k, v in info.items()}}
     if label_path is not None and label_path.exists():
