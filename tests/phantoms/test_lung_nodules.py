@@ -65,3 +65,27 @@ def test_a_case_without_lungs_is_refused_and_bad_settings_too():
         add_nodules(hu, np.zeros_like(labels), SPACING, NoduleConfig(), 15.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="diameter_mm"):
         NoduleConfig(diameter_mm=(10.0, 3.0))
+
+
+@pytest.mark.parametrize("pad", [(0, 0), (20, 0), (20, 30)])   # the lung at the grid's edge; in a grid larger than it
+def test_the_lung_maps_computed_in_the_lungs_box_are_those_of_the_whole_grid(pad):
+    from scipy import ndimage
+
+    from lmtransfer.phantoms.lung_nodules import _lung_maps
+
+    hu, labels = _chest(seed=3)
+    hu = np.pad(hu, [pad, pad, (pad[0], 0)], constant_values=40)
+    lung = np.pad(labels, [pad, pad, (pad[0], 0)], constant_values=Tissue.MUSCLE) == Tissue.LUNG
+    lung[lung.shape[0] // 2, :, 0] = lung[lung.shape[0] // 2, :, 1]   # and one side touching the grid's border
+    spacing = np.array([1.6, 1.2, 1.2])
+    depth, vessel, centreline, crowding = _lung_maps(hu, lung, spacing)
+    # what the whole grid gives (the code before the box)
+    whole_depth = ndimage.distance_transform_edt(lung, sampling=spacing)
+    whole_vessel = lung & (hu > VESSEL_HU)
+    whole_centreline = whole_vessel & (whole_depth >= 3.0) & (hu >= ndimage.maximum_filter(hu, size=3))
+    whole_crowding = ndimage.uniform_filter(whole_vessel.astype(np.float32), size=np.maximum(np.rint(7.0 / spacing), 1).astype(int))
+    np.testing.assert_array_equal(depth[lung], whole_depth[lung])
+    np.testing.assert_array_equal(vessel, whole_vessel)
+    np.testing.assert_array_equal(centreline, whole_centreline)
+    np.testing.assert_array_equal(crowding[lung], whole_crowding[lung])
+    assert centreline.any() and (depth[lung] > 5).any()

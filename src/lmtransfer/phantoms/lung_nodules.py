@@ -119,12 +119,7 @@ def add_nodules(hu: np.ndarray, labels: np.ndarray, spacing: np.ndarray, cfg: No
     lung = labels == Tissue.LUNG
     if not lung.any():
         raise ValueError("the case has no lung voxels: cannot place nodules")
-    depth = ndimage.distance_transform_edt(lung, sampling=spacing)        # mm to the nearest voxel outside the lung
-    vessel = lung & (hu > VESSEL_HU)
-    inner_vessel = vessel & (depth >= 3.0)       # the lung's edge is bright by partial volume with the wall: not a vessel
-    # sites are chosen on the image before painting, so a nodule cannot hide the vessel a look-alike sits on
-    centreline = inner_vessel & (hu >= ndimage.maximum_filter(hu, size=3))
-    crowding = ndimage.uniform_filter(vessel.astype(np.float32), size=np.maximum(np.rint(7.0 / spacing), 1).astype(int))
+    depth, vessel, centreline, crowding = _lung_maps(hu, lung, spacing)
 
     nodules: list[Nodule] = []
     free = lung & ~vessel
@@ -170,6 +165,29 @@ def add_nodules(hu: np.ndarray, labels: np.ndarray, spacing: np.ndarray, cfg: No
     for nodule in nodules:
         paint_nodule(hu, spacing, nodule, noise_hu, rng)
     return nodules, sites
+
+
+def _lung_maps(hu: np.ndarray, lung: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Where nodules and look-alikes may go, read off the image before painting (so a nodule cannot hide
+    the vessel a look-alike sits on): each lung voxel's depth (mm to the nearest voxel outside the lung),
+    vessels, vessel centrelines and vessel crowding (the share of vessel voxels within about 7 mm).
+
+    Computed in the lungs' box grown by the filters' reach, zero outside: every value a lung voxel
+    gets is the one the whole grid would give it (the grown box's border lies outside the lung and is
+    nearer than anything beyond it), at a fraction of the cost.
+    """
+    window = np.maximum(np.rint(7.0 / spacing), 1).astype(int)
+    where = np.argwhere(lung)
+    reach = int(window.max()) // 2 + 1
+    box = tuple(slice(max(int(a) - reach, 0), int(b) + reach + 1) for a, b in zip(where.min(axis=0), where.max(axis=0)))
+    depth, crowding = np.zeros(lung.shape), np.zeros(lung.shape, np.float32)
+    centreline = np.zeros(lung.shape, bool)
+    depth[box] = ndimage.distance_transform_edt(lung[box], sampling=spacing)
+    vessel = lung & (hu > VESSEL_HU)
+    # the lung's edge is bright by partial volume with the wall: not a vessel centre
+    centreline[box] = vessel[box] & (depth[box] >= 3.0) & (hu[box] >= ndimage.maximum_filter(hu[box], size=3))
+    crowding[box] = ndimage.uniform_filter(vessel[box].astype(np.float32), size=window)
+    return depth, vessel, centreline, crowding
 
 
 def _far_from(centre: np.ndarray, distance_mm: float, spacing: np.ndarray, shape) -> np.ndarray:
