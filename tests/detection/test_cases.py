@@ -67,3 +67,28 @@ def test_a_resumed_case_scores_the_same_as_a_fresh_one(tmp_path):
     kept, again = detect_cases(detector, {"toy": path}, truth, folder)
     assert len(seconds) == 1 and again == []          # the second call read the case back
     pd.testing.assert_frame_equal(fresh, kept, check_exact=True)
+
+
+def test_a_kept_case_is_detected_again_when_its_image_changed(tmp_path):
+    """A case kept from an interrupted run is reused only for the image it was detected on."""
+    import numpy as np
+
+    from lmtransfer.detection.cases import detect_cases
+    from toy_detection import BLOBS_LPS
+
+    path = tmp_path / "toy.nii.gz"
+    image = toy_ct()
+    sitk.WriteImage(image, str(path))
+    truth = pd.DataFrame([{"case": "toy", "landmark": name, "x_lps_mm": x, "y_lps_mm": y, "z_lps_mm": z, "in_image": True}
+                          for name, (x, y, z) in BLOBS_LPS.items()])
+    detector = LandmarkDetector(CentreIntensityNet(), CARD, DetectConfig(threads=1))
+    folder = tmp_path / "detections"
+    folder.mkdir()
+    detect_cases(detector, {"toy": path}, truth, folder)
+    shifted = sitk.GetImageFromArray(np.roll(sitk.GetArrayFromImage(image), 3, axis=2))     # the same grid, other voxels
+    shifted.CopyInformation(image)
+    sitk.WriteImage(shifted, str(path))
+    _, seconds = detect_cases(detector, {"toy": path}, truth, folder)
+    assert len(seconds) == 1                       # detected again, not read back
+    _, seconds = detect_cases(detector, {"toy": path}, truth, folder)
+    assert seconds == []                           # and kept while the image stays

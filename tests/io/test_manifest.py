@@ -155,3 +155,29 @@ def test_image_paths_are_stored_relative_to_the_manifest(tmp_path, monkeypatch):
     again = read_manifest(moved / "out" / "manifest" / "manifest.csv")
     assert again["image_path"].tolist() == [str(moved / "scans" / "a.nii.gz"), str(tmp_path / "b.nii.gz")]
     assert all(Path(p).is_file() for p in again["image_path"]) and again["case"].tolist() == ["a", "b"]
+
+
+def test_an_image_whose_voxels_change_changes_the_manifest(tmp_path):
+    """Geometry and landmarks alone do not say which voxels were read: a rescan, a corrected file or a
+    re-rendered phantom with the same grid must change the manifest, so what was cut from it is redone."""
+    from lmtransfer.io.volumes import content_hash
+
+    images = tmp_path / "scans"
+    images.mkdir()
+    (tmp_path / "marks.csv").write_text("case,landmark,x,y,z\na,p,-18,37,-105\n")
+    image = make_image()
+    sitk.WriteImage(image, str(images / "a.nii.gz"))
+    before, _ = build_manifest(images, [tmp_path / "marks.csv"], progress=False)
+    changed = sitk.GetArrayFromImage(image)
+    changed[3, 4, 5] += 1
+    edited = sitk.GetImageFromArray(changed)
+    edited.CopyInformation(image)
+    sitk.WriteImage(edited, str(images / "a.nii.gz"))
+    after, _ = build_manifest(images, [tmp_path / "marks.csv"], progress=False)
+    same = ["image_path", "spacing_i_mm", "size_i", "landmark", "x_lps_mm", "i", "in_image"]
+    pd.testing.assert_frame_equal(before[same], after[same])
+    assert before["image_sha256"].iloc[0] != after["image_sha256"].iloc[0]
+    assert after["image_sha256"].iloc[0] == content_hash(images / "a.nii.gz")
+    write_outputs(after, build_manifest(images, [], progress=False)[1], tmp_path / "manifest")
+    from lmtransfer.io.manifest import read_manifest
+    assert read_manifest(tmp_path / "manifest" / "manifest.csv")["image_sha256"].tolist() == after["image_sha256"].tolist()

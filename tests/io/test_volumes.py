@@ -187,3 +187,28 @@ def test_written_volumes_read_back_as_itk_writes_them_and_the_same_image_gives_t
     _same_image(read_volume(first), sitk.ReadImage(str(itk)))
     _same_image(sitk.ReadImage(str(first)), sitk.ReadImage(str(itk)))   # plain gzip: ITK (and any reader) takes it
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, "again", "itk"])   # no temporary left
+
+
+def test_the_content_hash_covers_every_byte_of_a_volume(tmp_path):
+    from lmtransfer.io.volumes import content_hash
+
+    image = make_image(dtype=np.int16)
+    sitk.WriteImage(image, str(tmp_path / "a.nii.gz"))
+    sitk.WriteImage(image, str(tmp_path / "b.nii.gz"))
+    assert content_hash(tmp_path / "a.nii.gz") == content_hash(tmp_path / "b.nii.gz")
+    # a MetaImage header with its voxels in a detached file: a change to the voxels alone changes the hash
+    sitk.WriteImage(image, str(tmp_path / "c.mhd"))
+    header = content_hash(tmp_path / "c.mhd")
+    raw = next(tmp_path.glob("c.*raw"))
+    data = bytearray(raw.read_bytes())
+    data[10] ^= 1
+    raw.write_bytes(bytes(data))
+    assert content_hash(tmp_path / "c.mhd") != header
+    # a series folder: each file, and its name
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "1.dcm").write_bytes(b"one")
+    (series / "2.dcm").write_bytes(b"two")
+    first = content_hash(series)
+    (series / "2.dcm").rename(series / "3.dcm")
+    assert content_hash(series) != first

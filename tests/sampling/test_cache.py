@@ -79,3 +79,38 @@ def test_interrupted_build_resumes_from_finished_cases(manifest, tmp_path, monke
     build_patch_cache(manifest, "m", cfg, out, progress=False)
     assert first not in calls and len(calls) == 1  # only the unfinished case is cut again
     assert (out / "patches.npy").exists() and not (out / "cases").exists()
+
+
+def test_a_changed_image_or_cutting_code_is_cut_again(tmp_path, monkeypatch):
+    """The cache is reused only for the same manifest (each image's hash in it) and the same cutting code:
+    an image whose voxels changed under the same grid and landmarks is not served from the old cut."""
+    import SimpleITK as sitk
+
+    import lmtransfer.sampling.cache as cache
+    from lmtransfer.io.manifest import write_outputs
+    from lmtransfer.sampling.cache import file_hash
+
+    root = tmp_path / "phantom"
+    generate_dataset(COARSE, root, progress=False)
+    cfg = PatchCacheConfig(background_per_case=4, augmented_copies=0)
+
+    def cut() -> np.ndarray:
+        frame, report = build_manifest(root / "images", [root / "landmarks"], progress=False)
+        write_outputs(frame, report, tmp_path / "manifest")
+        out = build_patch_cache(frame, file_hash(tmp_path / "manifest" / "manifest.csv"), cfg, tmp_path / "cache", progress=False)
+        return np.array(load_cache(out)[0])
+
+    before = cut()
+    path = root / "images" / "case_000.nii.gz"
+    image = sitk.ReadImage(str(path))
+    brighter = sitk.GetImageFromArray(sitk.GetArrayFromImage(image) + np.int16(100))
+    brighter.CopyInformation(image)
+    sitk.WriteImage(brighter, str(path), useCompression=True)
+    after = cut()
+    assert after.shape == before.shape and not np.array_equal(after, before)
+    stamp = (tmp_path / "cache" / "patches.npy").stat().st_mtime_ns
+    cut()
+    assert (tmp_path / "cache" / "patches.npy").stat().st_mtime_ns == stamp       # nothing changed: kept
+    monkeypatch.setattr(cache, "source_digest", lambda module: "other code")
+    cut()
+    assert (tmp_path / "cache" / "patches.npy").stat().st_mtime_ns != stamp       # the cutting code changed: cut again

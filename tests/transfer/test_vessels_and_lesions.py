@@ -53,6 +53,33 @@ def test_extraction_matches_phantom_vessels_and_resumes(mra):
     assert again["dice"].tolist() == table["dice"].tolist()
 
 
+def test_a_mask_is_extracted_again_when_its_image_or_the_code_changes(mra, tmp_path, monkeypatch):
+    """Kept masks are reused only for the image, labels, settings and code they were made from: a case
+    whose image changed (a re-rendered phantom, a corrected scan) is redone, the others are kept."""
+    import shutil
+
+    import SimpleITK as sitk
+
+    import lmtransfer.transfer.vessels as vessels
+
+    images = tmp_path / "images"
+    shutil.copytree(mra / "phantom" / "images", images)
+    out = tmp_path / "vessels"
+    first = extract_dataset(images, out, VesselConfig(), mra / "phantom" / "labels", progress=False)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "masks").glob("*.nii.gz")}
+    image = sitk.ReadImage(str(images / "case_001.nii.gz"))
+    darker = sitk.GetImageFromArray((sitk.GetArrayFromImage(image) * 0.5).astype(np.int16))   # less inflow: fewer vessels
+    darker.CopyInformation(image)
+    sitk.WriteImage(darker, str(images / "case_001.nii.gz"), useCompression=True)
+    again = extract_dataset(images, out, VesselConfig(), mra / "phantom" / "labels", progress=False)
+    assert (out / "masks" / "case_000.nii.gz").stat().st_mtime_ns == stamps["case_000.nii.gz"]     # kept
+    assert (out / "masks" / "case_001.nii.gz").stat().st_mtime_ns != stamps["case_001.nii.gz"]     # redone
+    assert len(again) == 2 and again.loc[1, "inputs_sha256"] != first.loc[1, "inputs_sha256"]
+    monkeypatch.setattr(vessels, "source_digest", lambda module: "other code")
+    extract_dataset(images, out, VesselConfig(), mra / "phantom" / "labels", progress=False)
+    assert (out / "masks" / "case_000.nii.gz").stat().st_mtime_ns != stamps["case_000.nii.gz"]     # new code: all redone
+
+
 def test_lesion_patches_on_extracted_vessels(mra, tmp_path):
     extract_dataset(mra / "phantom" / "images", mra / "vessels", VesselConfig(), progress=False)
     cfg = LesionPatchConfig(negatives_per_case=15, positive_copies=2, native_fov_mm=48.0)

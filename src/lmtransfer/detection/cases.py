@@ -2,8 +2,9 @@
 training cases, and a resumable per-case folder.
 
 Detections are kept per case in a folder (``<case>.csv``, ``<case>.mrk.json`` and ``<case>.json``
-with the patch count), keyed by the model file and the search settings: an interrupted run resumes
-with the cases it has not done, a new model or setting starts over.
+with the patch count and the hash of the image it was made from), keyed by the model file and the
+search settings: an interrupted run resumes with the cases it has not done (and those whose image has
+changed since), a new model or setting starts over.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lmtransfer.detection.evaluate import load_truth, score_case
 from lmtransfer.detection.shape import ShapeModel
 from lmtransfer.io.landmarks import write_slicer_json
 from lmtransfer.io.manifest import read_manifest
+from lmtransfer.io.volumes import content_hash
 from lmtransfer.provenance import source_digest
 
 
@@ -98,11 +100,12 @@ def detect_cases(detector: LandmarkDetector, images: dict[str, Path], truth: pd.
 def _detect_case(detector: LandmarkDetector, case: str, image: Path, folder: Path, progress: bool) -> tuple[pd.DataFrame, float | None]:
     """The case's detections and the seconds they took (None: kept from an earlier, interrupted run)."""
     csv_path, info_path = folder / f"{case}.csv", folder / f"{case}.json"
-    if csv_path.exists() and info_path.exists():
-        return read_detections(csv_path), None
+    image_sha256 = content_hash(image)
+    if csv_path.exists() and info_path.exists() and json.loads(info_path.read_text()).get("image_sha256") == image_sha256:
+        return read_detections(csv_path), None      # made from this very image before an interruption
     result = detector.detect_file(image, progress=progress)
     write_detections(result, folder / f"{case}.mrk.json", folder / f"{case}.csv.tmp")
-    info = {"patches": result.patches_scored, "voxels": result.volume_voxels, "image": str(image)}
+    info = {"patches": result.patches_scored, "voxels": result.volume_voxels, "image": str(image), "image_sha256": image_sha256}
     info_path.write_text(json.dumps(info) + "\n")
     (folder / f"{case}.csv.tmp").replace(csv_path)  # last: a case counts as done only when complete
     # scored from the file, as a resumed run scores it: the same bytes whether or not the run was interrupted

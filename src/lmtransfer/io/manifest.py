@@ -28,13 +28,14 @@ from lmtransfer.io.volumes import (
     DEFAULT_MAX_VOXELS,
     VolumeReadError,
     case_id_from_path,
+    content_hash,
     find_volumes,
     read_geometry,
     read_volume,
 )
 
 MANIFEST_COLUMNS = [
-    "case", "image_path", "spacing_i_mm", "spacing_j_mm", "spacing_k_mm", "size_i", "size_j", "size_k",
+    "case", "image_path", "image_sha256", "spacing_i_mm", "spacing_j_mm", "spacing_k_mm", "size_i", "size_j", "size_k",
     "orientation", "landmark", "x_lps_mm", "y_lps_mm", "z_lps_mm", "i", "j", "k", "in_image", "source",
 ]
 REPORT_COLUMNS = ["severity", "case", "file", "problem"]
@@ -57,8 +58,11 @@ class IngestReport:
         return sum(r["severity"] == "error" for r in self.rows)
 
 
-def _probe_volume(path: Path, verify_voxels: bool, max_voxels: int = DEFAULT_MAX_VOXELS) -> Geometry:
-    return Geometry.from_sitk(read_volume(path, max_voxels)) if verify_voxels else read_geometry(path, max_voxels)
+def _probe_volume(path: Path, verify_voxels: bool, max_voxels: int = DEFAULT_MAX_VOXELS) -> tuple[Geometry, str]:
+    """The volume's geometry and the hash of its bytes (the manifest's ``image_sha256``: what is cut from
+    an image is redone when the image changes, even where its geometry and landmarks do not)."""
+    geometry = Geometry.from_sitk(read_volume(path, max_voxels)) if verify_voxels else read_geometry(path, max_voxels)
+    return geometry, content_hash(path)
 
 
 def collect_landmark_files(sources: list[Path]) -> list[Path]:
@@ -104,7 +108,7 @@ def build_manifest(
     volume_paths = find_volumes(Path(images_dir))
     if not volume_paths:
         raise FileNotFoundError(f"{images_dir}: no volumes found (.nii.gz, .nii, .nrrd, .mha, .mhd or DICOM folders)")
-    geometries: dict[str, tuple[Path, Geometry]] = {}
+    geometries: dict[str, tuple[Path, Geometry, str]] = {}
     results = map_cases(
         _probe_volume, volume_paths, [verify_voxels] * len(volume_paths), [max_voxels] * len(volume_paths), workers=workers,
         progress=progress, desc="reading volumes",
@@ -116,7 +120,7 @@ def build_manifest(
         elif case in geometries:
             report.add("error", case, path, f"case id also used by {geometries[case][0]}; rename one")
         else:
-            geometries[case] = (path, result)
+            geometries[case] = (path, *result)
 
     landmarks = _read_all_landmarks(collect_landmark_files(landmark_sources), report)
     if derived_sources:
@@ -132,7 +136,7 @@ def build_manifest(
             continue
         parts.append(_validate_case(case, group, *geometries[case], report))
     with_landmarks = set(landmarks["case"])
-    for case, (path, _) in geometries.items():
+    for case, (path, *_) in geometries.items():
         if case not in with_landmarks:
             report.add("warning", case, path, "image has no landmarks")
     manifest = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True).sort_values(["case", "landmark"], kind="stable")
@@ -196,7 +200,8 @@ def _read_all_landmarks(files: list[Path], report: IngestReport) -> pd.DataFrame
 MAX_ABS_COORDINATE_MM = 1e6  # a kilometre from the scanner's origin is a broken file, not a position
 
 
-def _validate_case(case: str, group: pd.DataFrame, image_path: Path, geometry: Geometry, report: IngestReport) -> pd.DataFrame:
+def _validate_case(case: str, group: pd.DataFrame, image_path: Path, geometry: Geometry, image_sha256: str,
+                   report: IngestReport) -> pd.DataFrame:
     """The usable landmarks of one case as manifest rows; every other one gets a report row. Vectorised:
     a case with a million points costs seconds, not minutes."""
     group = group.reset_index(drop=True)
@@ -237,7 +242,7 @@ def _validate_case(case: str, group: pd.DataFrame, image_path: Path, geometry: G
             f"(voxel {np.round(ijk[index], 1).tolist()}, size {list(geometry.size_ijk)}); kept with in_image=False",
         )
     rows = pd.DataFrame({
-        "case": case, "image_path": str(image_path),
+        "case": case, "image_path": str(image_path), "image_sha256": image_sha256,
         "spacing_i_mm": geometry.spacing_mm[0], "spacing_j_mm": geometry.spacing_mm[1], "spacing_k_mm": geometry.spacing_mm[2],
         "size_i": geometry.size_ijk[0], "size_j": geometry.size_ijk[1], "size_k": geometry.size_ijk[2],
         "orientation": geometry.orientation, "landmark": names[keep],
@@ -256,7 +261,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
     """A manifest written by :func:`write_outputs`; its image paths are absolute or relative to the
     manifest's folder (so a project, or the manifest with its images, can move), returned usable from here."""
     path = Path(path)
-    manifest = pd.read_csv(path, dtype={"case": str})
+    manifest = pd.read_csv(path, dtype={"case": str, "image_sha256": str})
     manifest["image_path"] = [p if os.path.isabs(p) else os.path.normpath(os.path.join(path.parent, p))
                               for p in manifest["image_path"].astype(str)]
     return manifest

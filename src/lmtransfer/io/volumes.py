@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from collections.abc import Iterator
@@ -268,6 +269,30 @@ def _raw_data_file(path: Path, head: bytes) -> tuple[Path | None | bool, int, bo
     if detached.upper().startswith("LIST") or " " in detached:
         return False, end + 2, compressed
     return path.parent / detached, end + 2, compressed
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 (first 16 hex digits) of every byte that makes the volume at ``path``: the file; for a
+    MetaImage or NRRD header, its detached data file too; for a DICOM series, each file of the folder
+    (with its name). Recorded beside what is cut or detected from a volume, so work done on a volume
+    whose bytes have changed since is redone, never reused."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        files = [(f.relative_to(path).as_posix(), f) for f in sorted(p for p in path.rglob("*") if p.is_file())]
+    else:
+        files = [("", path)]
+        if path.name.lower().endswith((".mhd", ".nhdr")):
+            with open(path, "rb") as handle:
+                data_file, _, _ = _raw_data_file(path, handle.read(1 << 16))
+            if isinstance(data_file, Path) and data_file.is_file():
+                files.append((data_file.name, data_file))
+    for name, file in files:
+        digest.update(name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def read_geometry(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> Geometry:

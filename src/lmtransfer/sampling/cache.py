@@ -4,7 +4,7 @@ Layout of a cache folder::
 
     patches.npy   int16 HU, (N, 3, P, P), memory-mappable
     index.csv     row, case, name ("background" for the +1 class), variant, x/y/z_lps_mm
-    cache.json    the settings and the manifest hash it was built from
+    cache.json    the settings and the manifest hash it was built from, and their key (with the cutting code's digest)
     cases/        per-case pieces while building (an interrupted build resumes from them;
                   removed once patches.npy is complete)
 
@@ -28,6 +28,7 @@ import torchio as tio
 from tqdm import tqdm
 
 from lmtransfer.parallel import process_pool
+from lmtransfer.provenance import source_digest
 from lmtransfer.io.coords import Geometry
 from lmtransfer.sampling.planes import PatchSpec
 from lmtransfer.sampling.sampler import NAMES_KEY, POINTS_KEY, LandmarkSampler, background_points, collate
@@ -53,7 +54,9 @@ class PatchCacheConfig:
         return PatchSpec(self.fov_mm, self.pixels)
 
     def key(self, manifest_hash: str) -> str:
-        text = json.dumps({**asdict(self), "manifest": manifest_hash}, sort_keys=True)
+        """What the cut patches depend on: these settings, the manifest (each image's hash included) and
+        the code that cuts them (a change to it is not reused from an earlier cache)."""
+        text = json.dumps({**asdict(self), "manifest": manifest_hash, "code": source_digest(__name__)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -20,6 +20,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from lmtransfer.parallel import process_pool
+from lmtransfer.provenance import source_digest
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
+def _inputs_hash(image_path: Path, label_path: Path | None) -> str:
+    """Hash of a case's image and label files: a mask whose inputs changed is extracted again."""
+    from lmtransfer.io.volumes import content_hash
+
+    label = content_hash(label_path) if label_path is not None and Path(label_path).exists() else ""
+    return content_hash(image_path) + label
+
+
 def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg: VesselConfig) -> dict:
     import SimpleITK as sitk
 
@@ -185,7 +194,8 @@ def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg
     tmp = out_path.with_name(f".tmp_{out_path.name}")
     write_volume(out, tmp)
     os.replace(tmp, out_path)
-    row = {"case": out_path.name.removesuffix(".nii.gz"), **{k: round(v, 2) if isinstance(v, float) else v for k, v in info.items()}}
+    row = {"case": out_path.name.removesuffix(".nii.gz"), "inputs_sha256": _inputs_hash(image_path, label_path),
+           **{k: round(v, 2) if isinstance(v, float) else v for k, v in info.items()}}
     if label_path is not None and label_path.exists():
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path)))
         row["dice"] = round(dice(mask, truth >= 5), 4)
@@ -196,25 +206,29 @@ def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg
 def extract_dataset(images_dir: Path, out_dir: Path, cfg: VesselConfig, labels_dir: Path | None = None, workers: int = 1,
                     progress: bool = True) -> pd.DataFrame:
     """Vessel masks for every ``*.nii.gz`` in ``images_dir`` into ``out_dir/masks``, scored against
-    ``labels_dir`` (phantom labels 5 vessel, 6 aneurysm) when given. Masks already written are kept."""
+    ``labels_dir`` (phantom labels 5 vessel, 6 aneurysm) when given. Masks already written are kept
+    while the settings, the extraction code and the case's image and labels are those they were made from."""
     images = sorted(Path(images_dir).glob("*.nii.gz"))
     if not images:
         raise FileNotFoundError(f"{images_dir}: no .nii.gz volumes")
     masks = Path(out_dir) / "masks"
     masks.mkdir(parents=True, exist_ok=True)
     table_path = Path(out_dir) / "extraction.csv"
-    done = pd.read_csv(table_path) if table_path.exists() else pd.DataFrame(columns=["case"])
-    fingerprint = json.dumps(asdict(cfg), sort_keys=True)
+    done = pd.read_csv(table_path, dtype={"inputs_sha256": str}) if table_path.exists() else pd.DataFrame(columns=["case"])
+    fingerprint = json.dumps({**asdict(cfg), "code": source_digest(__name__)}, sort_keys=True)
     stamp = Path(out_dir) / "settings.json"
     if not stamp.exists() or stamp.read_text() != fingerprint:
         done = pd.DataFrame(columns=["case"])
         for stale in masks.glob("*.nii.gz"):
             stale.unlink()
         stamp.write_text(fingerprint)
-    known = set(done["case"])
-    todo = [p for p in images if p.name.removesuffix(".nii.gz") not in known or not (masks / p.name).exists()]
-    args = [(p, (Path(labels_dir) / p.name) if labels_dir else None, masks / p.name, cfg) for p in todo]
-    rows = [r for r in done.to_dict("records") if r["case"] in {p.name.removesuffix(".nii.gz") for p in images}]
+    labels = {p: (Path(labels_dir) / p.name) if labels_dir else None for p in images}
+    made_from = dict(zip(done["case"], done["inputs_sha256"])) if "inputs_sha256" in done else {}
+    todo = [p for p in images if made_from.get(p.name.removesuffix(".nii.gz")) != _inputs_hash(p, labels[p])
+            or not (masks / p.name).exists()]
+    args = [(p, labels[p], masks / p.name, cfg) for p in todo]
+    redo = {p.name.removesuffix(".nii.gz") for p in todo}
+    rows = [r for r in done.to_dict("records") if r["case"] in {p.name.removesuffix(".nii.gz") for p in images} - redo]
     bar = tqdm(total=len(images), initial=len(images) - len(todo), desc="vessels", unit="case", disable=not progress)
 
     def record(row):
