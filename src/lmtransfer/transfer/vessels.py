@@ -179,7 +179,7 @@ def _inputs_hash(image_path: Path, label_path: Path | None) -> str:
     return content_hash(image_path) + label
 
 
-def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg: VesselConfig) -> dict:
+def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg: VesselConfig, inputs_sha256: str) -> dict:
     import SimpleITK as sitk
 
     from lmtransfer.io.volumes import read_volume, write_volume
@@ -194,7 +194,7 @@ def _extract_case(image_path: Path, label_path: Path | None, out_path: Path, cfg
     tmp = out_path.with_name(f".tmp_{out_path.name}")
     write_volume(out, tmp)
     os.replace(tmp, out_path)
-    row = {"case": out_path.name.removesuffix(".nii.gz"), "inputs_sha256": _inputs_hash(image_path, label_path),
+    row = {"case": out_path.name.removesuffix(".nii.gz"), "inputs_sha256": inputs_sha256,
            **{k: round(v, 2) if isinstance(v, float) else v for k, v in info.items()}}
     if label_path is not None and label_path.exists():
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path)))
@@ -223,10 +223,10 @@ def extract_dataset(images_dir: Path, out_dir: Path, cfg: VesselConfig, labels_d
             stale.unlink()
         stamp.write_text(fingerprint)
     labels = {p: (Path(labels_dir) / p.name) if labels_dir else None for p in images}
+    inputs = {p: _inputs_hash(p, labels[p]) for p in images}
     made_from = dict(zip(done["case"], done["inputs_sha256"])) if "inputs_sha256" in done else {}
-    todo = [p for p in images if made_from.get(p.name.removesuffix(".nii.gz")) != _inputs_hash(p, labels[p])
-            or not (masks / p.name).exists()]
-    args = [(p, labels[p], masks / p.name, cfg) for p in todo]
+    todo = [p for p in images if made_from.get(p.name.removesuffix(".nii.gz")) != inputs[p] or not (masks / p.name).exists()]
+    args = [(p, labels[p], masks / p.name, cfg, inputs[p]) for p in todo]
     redo = {p.name.removesuffix(".nii.gz") for p in todo}
     rows = [r for r in done.to_dict("records") if r["case"] in {p.name.removesuffix(".nii.gz") for p in images} - redo]
     bar = tqdm(total=len(images), initial=len(images) - len(todo), desc="vessels", unit="case", disable=not progress)
